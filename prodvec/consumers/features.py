@@ -1,0 +1,63 @@
+"""Joining features onto a consumer's entity rows, always as of each row's own time.
+
+`historical_embeddings` is the recipe a downstream team copies: give it a
+dataframe with `product_id` and `event_timestamp` (plus any columns of yours)
+and it returns the same rows with one embedding matrix per feature view.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from prodvec import columns as C
+from prodvec.feast_ops import embedding_columns, stack
+
+ROW = "_row"
+
+
+def historical_embeddings(fs, entity_df: pd.DataFrame, views: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """view -> (matrix aligned with entity_df rows, mask of rows that had an embedding).
+
+    Each row receives the newest snapshot whose cutoff is at or before its
+    `event_timestamp` (Feast's point-in-time join); never a later one.
+    """
+    if entity_df.empty:
+        return {}
+    query = pd.DataFrame({C.PRODUCT_ID: entity_df[C.PRODUCT_ID].astype(str).to_numpy(),
+                          C.EVENT_TIMESTAMP: pd.to_datetime(entity_df[C.EVENT_TIMESTAMP], utc=True).reset_index(drop=True),
+                          ROW: np.arange(len(entity_df))})
+    features = [f"{view}:{C.EMBEDDING}" for view in views]
+    frame = fs.get_historical_features(entity_df=query, features=features, full_feature_names=True).to_df()
+    frame = frame.sort_values(ROW).reset_index(drop=True)
+    if len(frame) != len(query) or not (frame[ROW].to_numpy() == query[ROW].to_numpy()).all():
+        raise RuntimeError("feast returned a different set of rows than asked for")
+    out = {}
+    for view, column in embedding_columns(frame).items():
+        dim = int(fs.get_feature_view(view).tags["dim"])
+        out[view] = stack(frame[column], dim)
+    return out
+
+
+def user_history(orders: pd.DataFrame, at: pd.DataFrame) -> pd.DataFrame:
+    """Per row of `at` (user_id, event_timestamp): the user's earlier orders and returns.
+
+    Only what had happened strictly before the row's time counts: a return is
+    known from its `returned_at`, not from the order it belongs to.
+    """
+    query = pd.DataFrame({C.USER_ID: at[C.USER_ID].to_numpy(),
+                          "t": pd.to_datetime(at[C.EVENT_TIMESTAMP], utc=True).reset_index(drop=True),
+                          ROW: np.arange(len(at))}).sort_values("t")
+
+    def count_before(times: pd.DataFrame, column: str) -> np.ndarray:
+        events = times[[C.USER_ID, column]].dropna().sort_values(column)
+        events["n"] = events.groupby(C.USER_ID).cumcount() + 1
+        joined = pd.merge_asof(query, events.rename(columns={column: "t"}), on="t", by=C.USER_ID,
+                               allow_exact_matches=False)
+        return joined.sort_values(ROW)["n"].fillna(0).to_numpy()
+
+    orders_before = count_before(orders, C.ORDERED_AT)
+    returns_before = count_before(orders[orders[C.RETURNED]], C.RETURNED_AT)
+    return pd.DataFrame({"user_orders_before": orders_before, "user_returns_before": returns_before,
+                         "user_return_rate_before": returns_before / np.maximum(orders_before, 1)},
+                        index=at.index)

@@ -1,0 +1,109 @@
+"""Return prediction: will this cart line come back?
+
+Training rows are orders placed before `eval_cutoff - label_days` with the
+labels known at `eval_cutoff`; test rows are orders placed after the cutoff
+whose return window has closed. Every row gets each embedding as served at
+its own order time (Feast point-in-time). Each family is scored with the same
+scikit-learn model on baseline features (price, category, the user's earlier
+orders and returns) plus that family's embedding; the baseline alone is the
+no-embedding row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from prodvec import columns as C
+from prodvec.consumers.features import historical_embeddings, user_history
+from prodvec.shop.model import Shop
+
+BASELINE = "no_embedding"
+NUMERIC = ["log_price", "user_orders_before", "user_returns_before", "user_return_rate_before"]
+
+
+@dataclass(frozen=True)
+class ReturnTask:
+    eval_cutoff: pd.Timestamp
+    # Returns arrive up to this long after the order: younger labels are not final.
+    label_days: int = 30
+    train_from: pd.Timestamp | None = None
+    seed: int = 0
+
+
+def split_orders(shop: Shop, task: ReturnTask) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, test) order lines with label, as a consumer would have known them."""
+    window = pd.Timedelta(days=task.label_days)
+    known = shop.until(task.eval_cutoff).orders
+    train = known[known[C.ORDERED_AT] < task.eval_cutoff - window]
+    if task.train_from is not None:
+        train = train[train[C.ORDERED_AT] >= task.train_from]
+    orders = shop.orders
+    test = orders[(orders[C.ORDERED_AT] >= task.eval_cutoff) & (orders[C.ORDERED_AT] <= shop.end - window)]
+    return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def baseline_frame(shop: Shop, rows: pd.DataFrame) -> pd.DataFrame:
+    at = rows.rename(columns={C.ORDERED_AT: C.EVENT_TIMESTAMP})
+    frame = user_history(shop.orders, at)
+    frame["log_price"] = np.log(rows[C.PRICE].to_numpy())
+    category = rows[C.PRODUCT_ID].map(shop.products.set_index(C.PRODUCT_ID)[C.CATEGORY]) \
+        if C.CATEGORY in shop.products else pd.Series("unknown", index=rows.index)
+    frame[C.CATEGORY] = category.fillna("unknown").astype(str).to_numpy()
+    return frame
+
+
+def _model(n_embedding: int, seed: int):
+    columns = ColumnTransformer(
+        [("numeric", StandardScaler(), NUMERIC),
+         ("category", OneHotEncoder(handle_unknown="ignore"), [C.CATEGORY]),
+         *([("embedding", StandardScaler(), [f"e{i}" for i in range(n_embedding)] + ["has_embedding"])]
+           if n_embedding else [])]
+    )
+    return make_pipeline(columns, LogisticRegression(C=0.5, max_iter=2000, random_state=seed))
+
+
+def _design(base: pd.DataFrame, matrix: np.ndarray | None, found: np.ndarray | None) -> pd.DataFrame:
+    if matrix is None:
+        return base
+    emb = pd.DataFrame(matrix, columns=[f"e{i}" for i in range(matrix.shape[1])], index=base.index)
+    emb["has_embedding"] = found.astype(float)
+    return pd.concat([base, emb], axis=1)
+
+
+def evaluate_returns(shop: Shop, fs, views: dict[str, str], task: ReturnTask) -> pd.DataFrame:
+    """One row per family (and the baseline): ROC-AUC and PR-AUC on later orders.
+
+    `views` maps family -> Feast feature view to read.
+    """
+    train, test = split_orders(shop, task)
+    if train.empty or test.empty or train[C.RETURNED].nunique() < 2:
+        raise ValueError(f"return task: {len(train)} train and {len(test)} test orders around "
+                         f"{task.eval_cutoff}; need both, with returned and kept lines")
+    entity = lambda rows: rows.rename(columns={C.ORDERED_AT: C.EVENT_TIMESTAMP})  # noqa: E731
+    train_emb = historical_embeddings(fs, entity(train), list(views.values()))
+    test_emb = historical_embeddings(fs, entity(test), list(views.values()))
+    base_train, base_test = baseline_frame(shop, train), baseline_frame(shop, test)
+    y_train, y_test = train[C.RETURNED].to_numpy(bool), test[C.RETURNED].to_numpy(bool)
+    rows = []
+    for family, view in [(BASELINE, None), *views.items()]:
+        m_train, f_train = train_emb[view] if view else (None, None)
+        m_test, f_test = test_emb[view] if view else (None, None)
+        model = _model(0 if m_train is None else m_train.shape[1], task.seed)
+        model.fit(_design(base_train, m_train, f_train), y_train)
+        scores = model.predict_proba(_design(base_test, m_test, f_test))[:, 1]
+        rows.append({
+            "family": family, "view": view or "",
+            "return_auc": roc_auc_score(y_test, scores),
+            "return_pr_auc": average_precision_score(y_test, scores),
+            "train_orders": len(train), "test_orders": len(test),
+            "test_rows_with_embedding": float(f_test.mean()) if f_test is not None else float("nan"),
+        })
+    return pd.DataFrame(rows)

@@ -1,0 +1,127 @@
+"""The producer interface: one small base class every embedding method implements.
+
+A producer turns a shop, as it was known at a cutoff, into an embedding table.
+It does not write files, validate or register anything: the framework
+(`prodvec.producers.run`) does that the same way for every producer.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Callable, ClassVar
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from prodvec.shop.model import Shop
+    from prodvec.snapshots import SnapshotStore
+
+
+class InsufficientData(ValueError):
+    """The shop has the producer's inputs, but not enough of them before this cutoff."""
+
+
+@dataclass(frozen=True)
+class ProducerConfig:
+    """Hyper-parameters shared by all producers; subclasses add their own fields."""
+
+    seed: int = 0
+    dim: int = 64
+    # "auto" picks CUDA when torch sees a GPU, so nothing else changes on one.
+    device: str = "auto"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainContext:
+    """What a producer may know besides the shop: the cutoff, and the store for fusion."""
+
+    cutoff: pd.Timestamp
+    store: SnapshotStore | None = None
+    progress: bool = True
+    log: Callable[[str], None] = field(default=lambda msg: None)
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """A trained table: one float32 row per product id."""
+
+    ids: np.ndarray
+    vectors: np.ndarray
+
+    def __post_init__(self):
+        ids = np.asarray(self.ids).astype(str)
+        vectors = np.ascontiguousarray(self.vectors, dtype=np.float32)
+        if vectors.ndim != 2 or len(ids) != len(vectors):
+            raise ValueError(f"embeddings: {len(ids)} ids but vectors of shape {vectors.shape}")
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError("embeddings: product ids are not unique")
+        object.__setattr__(self, "ids", ids)
+        object.__setattr__(self, "vectors", vectors)
+
+    @property
+    def dim(self) -> int:
+        return self.vectors.shape[1]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def lookup(self, ids) -> tuple[np.ndarray, np.ndarray]:
+        """Rows for `ids` and a mask of which ids were found (missing rows are zero)."""
+        index = pd.Index(self.ids)
+        pos = index.get_indexer(np.asarray(ids).astype(str))
+        found = pos >= 0
+        out = np.zeros((len(pos), self.dim), dtype=np.float32)
+        out[found] = self.vectors[pos[found]]
+        return out, found
+
+
+class Producer(ABC):
+    """Base of every embedding method.
+
+    Subclasses set `name` (the family), `requires` (inputs from
+    `prodvec.shop.model.INPUTS`), `Config`, and implement `train`. Bump
+    `version` when the method changes incompatibly: the new version gets its
+    own Feast feature view instead of overwriting the old one.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[int] = 1
+    requires: ClassVar[frozenset[str]] = frozenset()
+    Config: ClassVar[type[ProducerConfig]] = ProducerConfig
+    description: ClassVar[str] = ""
+    # Share of the catalogue the validation gate demands: a clickstream
+    # family only knows clicked products, a fusion must cover them all.
+    min_coverage: ClassVar[float] = 0.0
+
+    def __init__(self, config: ProducerConfig | None = None):
+        self.config = config if config is not None else self.Config()
+
+    def schema(self) -> dict:
+        """What makes two snapshots comparable: same method version and dimension."""
+        return {"producer": self.name, "producer_version": self.version, "dim": self.config.dim}
+
+    @abstractmethod
+    def train(self, shop: Shop, context: TrainContext) -> Embeddings:
+        """Fit on `shop` (already cut at `context.cutoff`) and embed its products."""
+
+
+def torch_device(name: str):
+    """The torch device for a config's `device` ("auto" = CUDA when available)."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed torch (when imported by the caller) and return a numpy generator."""
+    import torch
+
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)

@@ -1,0 +1,172 @@
+"""unified: the weighted average of normalised modality embeddings (Myntra, eq. 9).
+
+γ_p = Σ_m w_m γ_p^m / Σ_{m available for p} w_m, where each γ^m is a modality
+snapshot centred and scaled to unit rows. A product missing a modality (a new
+product nobody clicked) is carried by the modalities it has, so the fusion
+covers the whole catalogue. The weights are chosen once, on a validation
+split, by the first snapshot of a version, and frozen: later snapshots read
+them from the previous model card so that downstream models see one space.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from prodvec import columns as C
+from prodvec.producers.base import Embeddings, InsufficientData, Producer, ProducerConfig, TrainContext
+from prodvec.shop.model import Shop
+
+
+@dataclass(frozen=True)
+class UnifiedConfig(ProducerConfig):
+    # Comma-separated families to fuse; those absent at a cutoff are left out.
+    modalities: str = "text_dae,clicks_bpr"
+    # The validation split: sessions of the last `validation_days` before the cutoff.
+    validation_days: int = 14
+    grid_step: float = 0.1
+    neighbours: int = 10
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    centred = vectors - vectors.mean(axis=0, keepdims=True)
+    return centred / np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-12)
+
+
+def fuse(ids: np.ndarray, parts: dict[str, Embeddings], weights: dict[str, float]) -> Embeddings:
+    """Weighted average over the modalities each product has; products with none are dropped."""
+    dim = next(iter(parts.values())).dim
+    total = np.zeros((len(ids), dim), dtype=np.float64)
+    mass = np.zeros(len(ids), dtype=np.float64)
+    for family, emb in parts.items():
+        rows, found = Embeddings(emb.ids, normalise(emb.vectors)).lookup(ids)
+        total += weights[family] * rows
+        mass += weights[family] * found
+    keep = mass > 0
+    return Embeddings(ids[keep], (total[keep] / mass[keep, None]).astype(np.float32))
+
+
+def weight_grid(families: list[str], step: float) -> list[dict[str, float]]:
+    ticks = np.round(np.arange(0, 1 + 1e-9, step), 6)
+    grid = []
+    for combo in itertools.product(ticks, repeat=len(families)):
+        if abs(sum(combo) - 1) < 1e-6 and min(combo) > 0:
+            grid.append(dict(zip(families, map(float, combo))))
+    return grid or [{f: 1 / len(families) for f in families}]
+
+
+def coclick_auc(emb: Embeddings, events: pd.DataFrame, rng: np.random.Generator, n_pairs: int = 20000) -> float:
+    """How much more similar products clicked in one session are than random pairs (AUC)."""
+    clicks = events[events[C.EVENT_TYPE] != C.IMPRESSION][[C.SESSION_ID, C.PRODUCT_ID]].drop_duplicates()
+    _, found = emb.lookup(clicks[C.PRODUCT_ID])
+    clicks = clicks[found]
+    pairs = clicks.merge(clicks, on=C.SESSION_ID)
+    pairs = pairs[pairs[f"{C.PRODUCT_ID}_x"] < pairs[f"{C.PRODUCT_ID}_y"]]
+    if len(pairs) < 50:
+        return float("nan")
+    pairs = pairs.sample(min(n_pairs, len(pairs)), random_state=int(rng.integers(1 << 31)))
+    unit = normalise(emb.vectors)
+    index = pd.Index(emb.ids)
+    a, b = index.get_indexer(pairs[f"{C.PRODUCT_ID}_x"]), index.get_indexer(pairs[f"{C.PRODUCT_ID}_y"])
+    positive = (unit[a] * unit[b]).sum(1)
+    r1, r2 = rng.integers(0, len(unit), len(pairs)), rng.integers(0, len(unit), len(pairs))
+    negative = (unit[r1] * unit[r2]).sum(1)
+    ranks = pd.Series(np.concatenate([positive, negative])).rank().to_numpy()
+    n_pos = len(positive)
+    return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * len(negative)))
+
+
+def attribute_knn_accuracy(emb: Embeddings, shop: Shop, k: int, rng: np.random.Generator, sample: int = 2000) -> float:
+    """Mean over side-information columns of leave-one-out k-NN majority-vote accuracy."""
+    products = shop.products.set_index(C.PRODUCT_ID)
+    columns = ([C.CATEGORY] if C.CATEGORY in products else []) + shop.side_info_columns
+    ids = emb.ids[np.isin(emb.ids, products.index)]
+    if not columns or len(ids) <= k:
+        return float("nan")
+    vectors, _ = emb.lookup(ids)
+    unit = normalise(vectors)
+    queries = rng.choice(len(ids), size=min(sample, len(ids)), replace=False)
+    sims = unit[queries] @ unit.T
+    sims[np.arange(len(queries)), queries] = -np.inf
+    neighbours = np.argpartition(-sims, k, axis=1)[:, :k]
+    scores = []
+    for column in columns:
+        labels = products.loc[ids, column].to_numpy()
+        truth = labels[queries]
+        known = pd.notna(truth)
+        votes = pd.DataFrame(labels[neighbours][known]).mode(axis=1)[0].to_numpy()
+        scores.append(float(np.mean(votes == truth[known])))
+    return float(np.mean(scores))
+
+
+class Unified(Producer):
+    name = "unified"
+    Config = UnifiedConfig
+    description = "Weighted average of normalised modality embeddings, weights frozen after validation (Myntra eq. 9)"
+    min_coverage = 0.99
+
+    def schema(self) -> dict:
+        # Fusing other modalities is another method: a new version, not a new snapshot.
+        return {**super().schema(), "modalities": self.config.modalities}
+
+    def _sources(self, context: TrainContext) -> dict[str, Embeddings]:
+        """The newest snapshot of each modality, at or before the cutoff, that passed validation."""
+        store, parts = context.store, {}
+        for family in [f.strip() for f in self.config.modalities.split(",") if f.strip()]:
+            passed = [r for r in store.snapshots(family)
+                      if r.cutoff <= context.cutoff and r.card().get("validation", {}).get("success")]
+            if passed:
+                latest = max(passed, key=lambda r: (r.version, r.cutoff))
+                parts[family] = store.read(latest)
+                self.sources_[family] = latest.id
+        return parts
+
+    def _frozen_weights(self, context: TrainContext) -> dict[str, float] | None:
+        store = context.store
+        version = store.version_for(self.name, self.schema())
+        earlier = [r for r in store.snapshots(self.name, version) if r.cutoff < context.cutoff]
+        return earlier[-1].card()["fusion"]["weights"] if earlier else None
+
+    def _choose_weights(self, shop: Shop, parts: dict[str, Embeddings], context: TrainContext) -> dict[str, float]:
+        ids = shop.products[C.PRODUCT_ID].to_numpy().astype(str)
+        split = context.cutoff - pd.Timedelta(days=self.config.validation_days)
+        held_out = shop.events[shop.events[C.TS] > split] if shop.events is not None else None
+        trials = []
+        for weights in weight_grid(sorted(parts), self.config.grid_step):
+            fused = fuse(ids, parts, weights)
+            scores = [attribute_knn_accuracy(fused, shop, self.config.neighbours, np.random.default_rng(self.config.seed))]
+            if held_out is not None and len(held_out):
+                scores.append(coclick_auc(fused, held_out, np.random.default_rng(self.config.seed)))
+            trials.append((float(np.nanmean(scores)), weights, scores))
+        best = max(trials, key=lambda t: t[0])
+        self.selection_ = {"objective": "mean of attribute k-NN accuracy and held-out co-click AUC",
+                           "validation_split": str(split), "score": round(best[0], 4),
+                           "components": [round(s, 4) for s in best[2]], "candidates": len(trials)}
+        return best[1]
+
+    def train(self, shop: Shop, context: TrainContext) -> Embeddings:
+        if context.store is None:
+            raise ValueError("unified reads modality snapshots and needs the snapshot store")
+        self.sources_: dict[str, str] = {}
+        self.selection_: dict = {}
+        parts = self._sources(context)
+        if not parts:
+            raise InsufficientData(f"no validated snapshot of {self.config.modalities} at or before {context.cutoff}")
+        dims = {f: e.dim for f, e in parts.items()}
+        if len(set(dims.values())) > 1 or self.config.dim not in dims.values():
+            raise ValueError(f"unified averages embeddings of one dimension ({self.config.dim}); got {dims}")
+        frozen = self._frozen_weights(context)
+        if frozen is None:
+            weights = self._choose_weights(shop, parts, context)
+        else:
+            # A modality that appears later gets no weight until a new version is trained.
+            weights = {f: frozen.get(f, 0.0) for f in parts}
+            if not any(weights.values()):
+                raise ValueError(f"unified: frozen weights {frozen} cover none of {sorted(parts)}")
+        self.card_extras_ = {"fusion": {"weights": weights, "frozen": frozen is not None,
+                                        "sources": self.sources_, "selection": self.selection_}}
+        ids = shop.products[C.PRODUCT_ID].to_numpy().astype(str)
+        return fuse(ids, parts, weights)
