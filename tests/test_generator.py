@@ -75,9 +75,9 @@ def test_counts_grow_linearly_with_n_products(generated, tmp_path):
     _, _, big = _generate(tmp_path / "big", n_products=2 * N)
     for key in ("users", "sessions", "events", "orders", "returns"):
         assert 1.5 <= big[key] / small[key] <= 2.5, (key, small[key], big[key])
-    # Roughly the default shop's density: ~60 events and ~5 order lines per product.
-    assert 40 <= small["events"] / N <= 80
-    assert 3 <= small["orders"] / N <= 7
+    # Roughly the default shop's density: ~100 events and ~8.5 order lines per product.
+    assert 70 <= small["events"] / N <= 130
+    assert 5 <= small["orders"] / N <= 12
     assert 0.2 <= small["return_rate"] <= 0.32
 
 
@@ -192,7 +192,7 @@ def test_true_return_probability_ranks_returns_and_causes_are_comparable(tables)
     y = truth[C.RETURNED]
     assert 0.72 <= roc_auc_score(y, truth["return_probability"]) <= 0.86
     for cause in ("fit", "quality", "style", "visual"):
-        assert 0.55 <= roc_auc_score(y, truth[f"{cause}_logit"]) <= 0.7, cause
+        assert 0.53 <= roc_auc_score(y, truth[f"{cause}_logit"]) <= 0.75, cause
 
 
 def test_hidden_quality_is_only_weakly_tied_to_price(tables):

@@ -15,18 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.linear_model import LogisticRegression
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import average_precision_score, roc_auc_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from prodvec import columns as C
 from prodvec.consumers.features import historical_embeddings, user_history
 from prodvec.shop.model import Shop
 
 BASELINE = "no_embedding"
-NUMERIC = ["log_price", "user_orders_before", "user_returns_before", "user_return_rate_before"]
 
 
 @dataclass(frozen=True)
@@ -56,18 +52,19 @@ def baseline_frame(shop: Shop, rows: pd.DataFrame) -> pd.DataFrame:
     frame["log_price"] = np.log(rows[C.PRICE].to_numpy())
     category = rows[C.PRODUCT_ID].map(shop.products.set_index(C.PRODUCT_ID)[C.CATEGORY]) \
         if C.CATEGORY in shop.products else pd.Series("unknown", index=rows.index)
-    frame[C.CATEGORY] = category.fillna("unknown").astype(str).to_numpy()
+    # One fixed category list for train and test, so codes mean the same in both.
+    known = sorted(shop.products[C.CATEGORY].dropna().unique()) if C.CATEGORY in shop.products else []
+    frame[C.CATEGORY] = pd.Categorical(category.fillna("unknown").astype(str).to_numpy(),
+                                       categories=[*known, "unknown"])
     return frame
 
 
-def _model(n_embedding: int, seed: int):
-    columns = ColumnTransformer(
-        [("numeric", StandardScaler(), NUMERIC),
-         ("category", OneHotEncoder(handle_unknown="ignore"), [C.CATEGORY]),
-         *([("embedding", StandardScaler(), [f"e{i}" for i in range(n_embedding)] + ["has_embedding"])]
-           if n_embedding else [])]
-    )
-    return make_pipeline(columns, LogisticRegression(C=0.5, max_iter=2000, random_state=seed))
+def _model(seed: int):
+    # Gradient boosting: return propensity is a non-linear function of where a
+    # product sits in embedding space (a linear probe loses most of it).
+    return HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05, max_leaf_nodes=15, l2_regularization=1.0,
+                                          early_stopping=True, validation_fraction=0.15, n_iter_no_change=20,
+                                          categorical_features="from_dtype", random_state=seed)
 
 
 def _design(base: pd.DataFrame, matrix: np.ndarray | None, found: np.ndarray | None) -> pd.DataFrame:
@@ -96,7 +93,7 @@ def evaluate_returns(shop: Shop, fs, views: dict[str, str], task: ReturnTask) ->
     for family, view in [(BASELINE, None), *views.items()]:
         m_train, f_train = train_emb[view] if view else (None, None)
         m_test, f_test = test_emb[view] if view else (None, None)
-        model = _model(0 if m_train is None else m_train.shape[1], task.seed)
+        model = _model(task.seed)
         model.fit(_design(base_train, m_train, f_train), y_train)
         scores = model.predict_proba(_design(base_test, m_test, f_test))[:, 1]
         rows.append({

@@ -38,10 +38,14 @@ class ProducerConfig:
 
 @dataclass(frozen=True)
 class TrainContext:
-    """What a producer may know besides the shop: the cutoff, and the store for fusion."""
+    """What a producer may know besides the shop: the cutoff, the previous snapshot, the store."""
 
     cutoff: pd.Timestamp
     store: SnapshotStore | None = None
+    # The newest earlier snapshot of this version. Producers start from it
+    # (warm start) so that retrains stay in one space a downstream model can
+    # keep reading; the framework then rotates the result onto it.
+    previous: Embeddings | None = None
     progress: bool = True
     log: Callable[[str], None] = field(default=lambda msg: None)
 
@@ -119,9 +123,14 @@ def torch_device(name: str):
     return torch.device(name)
 
 
-def seed_everything(seed: int) -> np.random.Generator:
-    """Seed torch (when imported by the caller) and return a numpy generator."""
+def seed_torch(seed: int) -> np.random.Generator:
+    """Seed torch for a reproducible run and return a numpy generator with the same seed.
+
+    Deterministic algorithms matter even on a CPU: the backward pass of an
+    embedding lookup accumulates gradients across threads in varying order.
+    """
     import torch
 
     torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
     return np.random.default_rng(seed)

@@ -15,7 +15,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from prodvec import columns as C
-from prodvec.producers.base import Embeddings, InsufficientData, Producer, ProducerConfig, TrainContext, torch_device
+from prodvec.producers.base import Embeddings, InsufficientData, Producer, ProducerConfig, TrainContext, seed_torch, torch_device
 from prodvec.shop.model import EVENTS, Shop
 
 # Stronger signals count more: a purchase says more than a click.
@@ -47,6 +47,19 @@ def interaction_pairs(shop: Shop, min_interactions: int) -> tuple[np.ndarray, np
     return user_codes, product_codes, pairs["w"].to_numpy(np.float32), np.asarray(product_ids, dtype=str)
 
 
+def warm_start(previous, product_ids, users, products, init_p, init_u):
+    """Start from last snapshot: known products keep their vectors, users start at the
+    mean of the products they chose (a fold-in), so a retrain refines one space
+    instead of drawing a new one."""
+    known_rows, found = previous.lookup(product_ids)
+    init_p = np.where(found[:, None], known_rows, init_p).astype(np.float32)
+    sums = np.zeros_like(init_u)
+    np.add.at(sums, users, init_p[products])
+    counts = np.bincount(users, minlength=len(init_u))[:, None]
+    init_u = np.where(counts > 0, sums / np.maximum(counts, 1), init_u).astype(np.float32)
+    return init_p, init_u
+
+
 class ClicksBPR(Producer):
     name = "clicks_bpr"
     requires = frozenset({EVENTS})
@@ -58,16 +71,18 @@ class ClicksBPR(Producer):
         import torch
 
         cfg = self.config
-        torch.manual_seed(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
+        rng = seed_torch(cfg.seed)
         users, products, weights, product_ids = interaction_pairs(shop, cfg.min_interactions)
         if len(product_ids) == 0:
             raise InsufficientData("no click, add_to_cart or purchase events before the cutoff")
         device = torch_device(cfg.device)
         n_users, n_products = users.max() + 1, len(product_ids)
-        scale = 0.1
-        gamma_u = torch.nn.Parameter(torch.randn(n_users, cfg.dim, device=device) * scale)
-        gamma_p = torch.nn.Parameter(torch.randn(n_products, cfg.dim, device=device) * scale)
+        init_p = rng.normal(0, 0.1, (n_products, cfg.dim)).astype(np.float32)
+        init_u = rng.normal(0, 0.1, (n_users, cfg.dim)).astype(np.float32)
+        if context.previous is not None and context.previous.dim == cfg.dim:
+            init_p, init_u = warm_start(context.previous, product_ids, users, products, init_p, init_u)
+        gamma_u = torch.nn.Parameter(torch.as_tensor(init_u, device=device))
+        gamma_p = torch.nn.Parameter(torch.as_tensor(init_p, device=device))
         beta_p = torch.nn.Parameter(torch.zeros(n_products, device=device))
         optimiser = torch.optim.Adam([gamma_u, gamma_p, beta_p], lr=cfg.lr)
 

@@ -98,16 +98,18 @@ def produce(shop: Shop, family: str, cutoffs: list[pd.Timestamp], store: Snapsho
     results = []
     for cutoff in sorted(pd.Timestamp(c) for c in cutoffs):
         view = shop.until(cutoff)
+        earlier = [r for r in store.snapshots(family, version) if r.cutoff < cutoff]
+        previous = store.read(earlier[-1]) if earlier else None
+        context = TrainContext(cutoff=cutoff, store=store, previous=previous, progress=progress, log=log)
         started = time.perf_counter()
         try:
-            emb = producer.train(view, TrainContext(cutoff=cutoff, store=store, progress=progress, log=log))
+            emb = producer.train(view, context)
         except InsufficientData as reason:
             results.append(RunResult(family, cutoff, skipped=f"cutoff {cutoff}: {reason}"))
             log(results[-1].line())
             continue
         seconds = time.perf_counter() - started
-        earlier = [r for r in store.snapshots(family, version) if r.cutoff < cutoff]
-        emb, alignment = align(emb, store.read(earlier[-1]) if earlier else None)
+        emb, alignment = align(emb, previous)
         card = {
             "producer": producer.name,
             "description": producer.description,

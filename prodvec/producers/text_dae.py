@@ -19,7 +19,7 @@ from scipy import sparse
 from tqdm.auto import tqdm
 
 from prodvec import columns as C
-from prodvec.producers.base import Embeddings, Producer, ProducerConfig, TrainContext, torch_device
+from prodvec.producers.base import Embeddings, Producer, ProducerConfig, TrainContext, seed_torch, torch_device
 from prodvec.shop.model import TEXT, Shop
 
 TOKEN = re.compile(r"[a-z0-9]+")
@@ -37,6 +37,8 @@ class DAEConfig(ProducerConfig):
     min_token_count: int = 2
     max_tokens: int = 5000
     price_bands: int = 5
+    # Weight of the pull towards the previous snapshot's vectors (warm start).
+    anchor: float = 1.0
 
 
 def _one_hot_block(values: pd.Series, prefix: str) -> tuple[sparse.csr_matrix, list[str]]:
@@ -96,8 +98,7 @@ class TextDAE(Producer):
         from torch import nn
 
         cfg = self.config
-        torch.manual_seed(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
+        rng = seed_torch(cfg.seed)
         device = torch_device(cfg.device)
         x, _ = catalogue_features(shop, cfg)
         n, width = x.shape
@@ -113,13 +114,27 @@ class TextDAE(Producer):
         def dense(rows: np.ndarray) -> torch.Tensor:
             return torch.as_tensor(x[rows].toarray(), device=device)
 
+        # Retrains see a new vocabulary, so weights cannot be reused; instead
+        # products known last time are pulled towards their previous vectors.
+        anchors = torch.zeros((n, cfg.dim), device=device)
+        anchored = torch.zeros(n, dtype=torch.bool, device=device)
+        if context.previous is not None and context.previous.dim == cfg.dim and cfg.anchor > 0:
+            rows, found = context.previous.lookup(shop.products[C.PRODUCT_ID])
+            anchors = torch.as_tensor(rows, device=device)
+            anchored = torch.as_tensor(found, device=device)
+
         for _ in tqdm(range(cfg.epochs), desc="text_dae", disable=not context.progress, leave=False):
             order = rng.permutation(n)
             for start in range(0, n, cfg.batch_size):
                 rows = np.sort(order[start : start + cfg.batch_size])
                 clean = dense(rows)
                 keep = torch.as_tensor(rng.random(clean.shape) >= cfg.corruption, device=device)
-                loss = loss_fn(decoder(encoder(clean * keep)), clean)
+                code = encoder(clean * keep)
+                loss = loss_fn(decoder(code), clean)
+                index = torch.as_tensor(rows, device=device)
+                pulled = anchored[index]
+                if pulled.any():
+                    loss = loss + cfg.anchor * (code[pulled] - anchors[index][pulled]).pow(2).mean()
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
@@ -130,4 +145,7 @@ class TextDAE(Producer):
             for start in range(0, n, 4096):
                 rows = np.arange(start, min(start + 4096, n))
                 out[rows] = encoder(dense(rows)).cpu().numpy()
+        # The codes share a large common offset; removing it makes cosine
+        # neighbourhoods (and the isotropy the gate measures) meaningful.
+        out -= out.mean(axis=0, keepdims=True)
         return Embeddings(shop.products[C.PRODUCT_ID].to_numpy(), out)

@@ -94,12 +94,16 @@ def attribute_knn_accuracy(emb: Embeddings, shop: Shop, k: int, rng: np.random.G
     neighbours = np.argpartition(-sims, k, axis=1)[:, :k]
     scores = []
     for column in columns:
-        labels = products.loc[ids, column].to_numpy()
-        truth = labels[queries]
-        known = pd.notna(truth)
-        votes = pd.DataFrame(labels[neighbours][known]).mode(axis=1)[0].to_numpy()
-        scores.append(float(np.mean(votes == truth[known])))
-    return float(np.mean(scores))
+        codes, _ = pd.factorize(products.loc[ids, column])  # unknown -> -1, never a vote
+        truth = codes[queries]
+        known = truth >= 0
+        if not known.any():
+            continue
+        votes = np.zeros((len(queries), codes.max() + 2), dtype=np.int32)
+        np.add.at(votes, (np.repeat(np.arange(len(queries)), k), codes[neighbours].ravel() + 1), 1)
+        majority = votes[:, 1:].argmax(axis=1)
+        scores.append(float(np.mean(majority[known] == truth[known])))
+    return float(np.mean(scores)) if scores else float("nan")
 
 
 class Unified(Producer):

@@ -49,7 +49,7 @@ class GeneratorConfig:
     n_products: int = 4000
     seed: int = 0
     start: str = "2025-01-01T00:00:00Z"
-    days: int = 112
+    days: int = 182
     image_size: int = 64
     image_share: float = 0.95  # share of products that get an image
 

@@ -37,7 +37,7 @@ from prodvec.shop.generator.catalog import (
 )
 
 USERS_PER_PRODUCT = 0.7
-SESSIONS_PER_PRODUCT = 3.0
+SESSIONS_PER_PRODUCT = 5.0
 CHUNK_SESSIONS = 50_000
 # Listing slots drawn by popularity per session, before the personal ranking
 # keeps the best 8-15; the first MAIN_SLOTS come from the session's main category.
@@ -52,8 +52,8 @@ _FOOTWEAR = V.GROUPS.index("footwear")
 # has ~60 events and ~5 order lines per product.
 CLICK_BIAS, CART_BIAS, BUY_BIAS = 1.5, 0.4, 1.5
 # Return model weights (logits); see _return_logits.
-RETURN_BASE = -1.45
-W_FIT, W_QUALITY, W_STYLE, W_VISUAL, NOISE_SD = 1.8, 2.8, 2.2, 1.3, 0.4
+RETURN_BASE = -1.85
+W_FIT, W_QUALITY, W_STYLE, W_VISUAL, NOISE_SD = 2.4, 4.0, 1.5, 1.5, 0.4
 
 
 @dataclass(frozen=True)
@@ -247,7 +247,7 @@ class Behaviour:
         # small, a few pick a neighbouring size. Accessories have no size.
         fit_offset = cat.brand_fit_offset[cat.brand[prod]]
         sized = CATEGORY_SIZED[cat.category[prod]]
-        shift = np.where(fit_offset > 0.5, (rng.random(n) < 0.3).astype(np.int64), 0)
+        shift = np.where(fit_offset > 0.5, (rng.random(n) < 0.15).astype(np.int64), 0)
         shift += np.where(rng.random(n) < 0.1, rng.choice([-1, 1], n), 0)
         ordered = np.clip(users.size[u] + shift, 0, len(V.SIZES) - 1)
         labels = np.where(CATEGORY_GROUP[cat.category[prod]] == _FOOTWEAR,
@@ -255,13 +255,11 @@ class Behaviour:
         size_known = sized & (rng.random(n) >= 0.02)
         size = pa.array(np.where(size_known, labels, None), pa.string())
 
-        parts = _return_logits(
-            misfit=np.where(sized, np.abs(ordered - fit_offset - users.size[u]), 0.0),
-            quality=cat.quality[prod],
-            mismatch=_mismatch(users.taste[u], cat.style[prod]),
-            visual=cat.visual_trait[prod],
-            noise=rng.normal(0, NOISE_SD, n),
-        )
+        # Misfit in sizes: what arrives (the ordered size, shrunk by the
+        # brand's offset) against what the shopper wears.
+        misfit = np.where(sized, np.abs(ordered - fit_offset - users.size[u]), 0.0)
+        mismatch = _mismatch(users.taste[u], cat.style[prod])
+        parts = _return_logits(misfit, cat.quality[prod], mismatch, cat.visual_trait[prod], rng.normal(0, NOISE_SD, n))
         p_return = _sigmoid(sum(parts.values()))
         returned = rng.random(n) < p_return
         delay = rng.integers(MIN_RETURN_DAYS * 86400, MAX_RETURN_DAYS * 86400 + 1, n)
@@ -288,8 +286,8 @@ class Behaviour:
             C.USER_ID: user_id,
             "return_probability": pa.array(p_return, pa.float64()),
             **{f"{k}_logit": pa.array(v.astype(np.float64), pa.float64()) for k, v in parts.items()},
-            "misfit": pa.array(np.where(sized, np.abs(ordered - fit_offset - users.size[u]), 0.0), pa.float64()),
-            "mismatch": pa.array(_mismatch(users.taste[u], cat.style[prod]), pa.float64()),
+            "misfit": pa.array(misfit, pa.float64()),
+            "mismatch": pa.array(mismatch, pa.float64()),
             "user_size": pa.array(np.array(V.SIZES)[users.size[u]], pa.string()),
             C.RETURNED: pa.array(returned, pa.bool_()),
         })

@@ -1,7 +1,7 @@
 """Products: hidden style vectors and traits, the side information and text they show.
 
 The catalogue is built so that each information source knows something the
-others do not (see GeneratorConfig for the returns it later drives):
+others do not (behaviour._return_logits turns these into returns):
 
 - the style vector drives category, brand, colour, fabric, pattern, neck and
   gender, so side information and text recover style;
@@ -126,7 +126,7 @@ def make_catalog(n: int, seconds: int, rng: np.random.Generator, image_share: fl
     # Quality: mostly product-specific noise with a small pull towards price,
     # so that price (and brand) predict it only weakly.
     rel_z = (rel - rel.mean()) / (rel.std() + 1e-9)
-    quality = 1.0 / (1.0 + np.exp(-1.4 * (0.3 * rel_z + rng.normal(0, 1, n))))
+    quality = 1.0 / (1.0 + np.exp(-1.4 * (0.15 * rel_z + rng.normal(0, 1, n))))
     visual_trait = rng.random(n) < 0.25
     popularity = np.exp(rng.normal(0, 1.0, n))
 

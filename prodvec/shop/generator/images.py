@@ -6,7 +6,7 @@ glossy band (a 1-pixel light/dark checker across the garment) that shows on
 every colour. An image embedding can therefore learn a return cause that no
 text or click model sees.
 
-All randomness (shade, jitter, pattern variant, background) is drawn up front
+All randomness (shade, pose, pattern variant, background) is drawn up front
 with numpy, so the per-product loop only draws and encodes; PNGs are saved
 without metadata and are byte-identical for the same seed.
 """
@@ -77,6 +77,7 @@ assert set(SHAPES) == set(CATEGORY_NAMES)
 _SHAPE_LIST = [SHAPES[c] for c in CATEGORY_NAMES]
 _COLOR_RGB = np.array([V.COLORS[c][0] for c in V.COLOR_NAMES], dtype=np.float64)
 _VARIANTS = 4  # precomputed variants per pattern and per background
+_POSES = 8  # precomputed jittered silhouettes per category (drawing them per image costs more than encoding)
 _PATTERN_INDEX = {p: i for i, p in enumerate(V.PATTERNS)}
 
 
@@ -113,6 +114,11 @@ class _Stencils:
             band = np.abs((xx - yy) * 0.7071 - offset) < size * 0.18
             self.trait_light.append(Image.fromarray((band & checker).astype(np.uint8) * 170, "L"))
             self.trait_dark.append(Image.fromarray((band & ~checker).astype(np.uint8) * 110, "L"))
+        # Silhouettes: a few poses (scale, shift) per category, drawn once.
+        self.silhouettes = [
+            [_silhouette(parts, size, rng.uniform(0.88, 1.04), rng.uniform(-0.04, 0.04, 2)) for _ in range(_POSES)]
+            for parts in _SHAPE_LIST
+        ]
         self.backgrounds = [
             Image.fromarray((rng.integers(240, 243, (size, size, 1)) + np.zeros((1, 1, 3), int)).astype(np.uint8), "RGB")
             for _ in range(_VARIANTS)
@@ -132,24 +138,23 @@ def draw_images(cat: Catalog, images_dir: Path, size: int, rng: np.random.Genera
     rgb = np.clip(_COLOR_RGB[cat.color] * shade[:, None], 0, 255).astype(np.uint8)
     luminance = rgb @ np.array([0.299, 0.587, 0.114])
     contrast = np.where(luminance[:, None] > 110, rgb * 0.55, rgb * 0.45 + 140).astype(np.uint8)
-    scale = rng.uniform(0.88, 1.04, n)
-    shift = rng.uniform(-0.04, 0.04, (n, 2))
+    rgb, contrast = [tuple(c) for c in rgb.tolist()], [tuple(c) for c in contrast.tolist()]
+    pose = rng.integers(0, _POSES, n)
     pattern_variant = rng.integers(0, _VARIANTS, n)
     trait_variant = rng.integers(0, _VARIANTS, n)
     background = rng.integers(0, _VARIANTS, n)
 
     rows = np.flatnonzero(cat.has_image)
     for i in tqdm(rows, desc="images", unit="img", disable=not progress, mininterval=1.0):
-        mask = _silhouette(_SHAPE_LIST[cat.category[i]], size, scale[i], shift[i])
-        garment = Image.new("RGB", (size, size), tuple(int(c) for c in rgb[i]))
+        garment = Image.new("RGB", (size, size), rgb[i])
         stencil = stencils.patterns[cat.pattern[i]][pattern_variant[i]]
         if stencil is not None:
-            garment.paste(tuple(int(c) for c in contrast[i]), mask=stencil)
+            garment.paste(contrast[i], mask=stencil)
         if cat.visual_trait[i]:
             garment.paste((255, 255, 255), mask=stencils.trait_light[trait_variant[i]])
             garment.paste((0, 0, 0), mask=stencils.trait_dark[trait_variant[i]])
         image = stencils.backgrounds[background[i]].copy()
-        image.paste(garment, mask=mask)
+        image.paste(garment, mask=stencils.silhouettes[cat.category[i]][pose[i]])
         # zlib level 3: ~2x faster than the default 6 for a few % more bytes.
         image.save(images_dir / f"{cat.ids[i]}.png", format="PNG", compress_level=3)
     return len(rows)
