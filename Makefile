@@ -19,6 +19,7 @@ export TRANSFORMERS_OFFLINE := 1
 help:
 	@echo "make demo   - install, generate the default shop, run the whole pipeline, print the results"
 	@echo "make test   - install, then run the test suite"
+	@echo "make bench  - how cost grows with shop size (reports/bench.md)"
 	@echo "make clean  - remove generated data (workspace/, reports/)"
 
 $(STAMP): pyproject.toml
@@ -39,10 +40,14 @@ $(SHOP)/products.parquet: | $(STAMP)
 	$(PRODVEC) generate $(SHOP) --products $(PRODUCTS) --overwrite
 
 demo: $(STAMP) $(SHOP)/products.parquet
-	$(PRODVEC) run --shop $(SHOP) --home $(HOME_DIR) --fresh --quiet
+	$(PRODVEC) run --shop $(SHOP) --home $(HOME_DIR) --fresh
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest
+
+# Timings live here, never in pass/fail tests: cost against shop size, as ratios.
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
 
 clean:
 	rm -rf $(HOME_DIR) reports

@@ -59,7 +59,14 @@ def _parse_set(values: tuple[str, ...]) -> dict:
     return out
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class PipelineOrder(click.Group):
+    """List commands in the order a pipeline runs them, not alphabetically."""
+
+    def list_commands(self, ctx):
+        return list(self.commands)
+
+
+@click.group(cls=PipelineOrder, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def main():
     """Train, validate, version and serve product embeddings through Feast.
 
@@ -247,7 +254,12 @@ def list_snapshots(home: Path | None):
 
 
 def _print_table(table) -> None:
-    click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    """Three decimals for metrics, "-" where a row has no such value (the baseline)."""
+    import pandas as pd
+
+    shown = table.astype(object).map(lambda v: "-" if v is None or v is pd.NA or (isinstance(v, float) and v != v)
+                                     else f"{v:.3f}" if isinstance(v, float) else v)
+    click.echo(shown.to_string(index=False))
 
 
 @main.command()
@@ -283,10 +295,12 @@ def report(shop_dir: Path, home: Path | None, online: str, eval_days: int):
               help="Days after the shop opens of the first cutoff.")
 @click.option("--eval-days", type=int, default=112, show_default=True,
               help="Days after the shop opens that separate training from test orders.")
+@click.option("--set", "params", multiple=True,
+              help="Override a family's config field, e.g. --set text_dae.epochs=10.")
 @click.option("--fresh", is_flag=True, help="Delete earlier snapshots and Feast state under HOME first.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run(shop_dir: Path, home: Path | None, online: str, families, every_days: int, first_days: int,
-        eval_days: int, fresh: bool, quiet: bool):
+        eval_days: int, params, fresh: bool, quiet: bool):
     """The whole pipeline on SHOP: produce, validate, promote, apply, materialize, report."""
     import shutil
 
@@ -297,9 +311,18 @@ def run(shop_dir: Path, home: Path | None, online: str, families, every_days: in
         for stale in ("snapshots", "served", "feast"):
             shutil.rmtree(home / stale, ignore_errors=True)
     shop = _load(shop_dir)
-    result = run_pipeline(shop, home, families=families or BACKBONE_FAMILIES,
-                          schedule=Schedule(first_days, every_days, eval_days), online=online,
-                          progress=not quiet, log=click.echo)
+    overrides: dict[str, dict] = {}
+    for key, value in _parse_set(params).items():
+        family, dot, field = key.partition(".")
+        if not dot:
+            raise click.BadParameter(f"{key!r}: expected FAMILY.FIELD=VALUE", param_hint="--set")
+        overrides.setdefault(family, {})[field] = value
+    try:
+        result = run_pipeline(shop, home, families=families or BACKBONE_FAMILIES,
+                              schedule=Schedule(first_days, every_days, eval_days), online=online,
+                              overrides=overrides, progress=not quiet, log=click.echo)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
     click.echo("")
     _print_table(result.table)
     click.echo(f"\nrun: {result.seconds:.0f}s; snapshots in {home / 'snapshots'}; "

@@ -7,6 +7,8 @@ and other shops get their own registry and online store.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import warnings
 from pathlib import Path
@@ -90,7 +92,9 @@ def materialize(fs, home: str | Path, end: pd.Timestamp | None = None, views: li
             continue
         cutoffs = [t for t in store.promoted(family, version)]
         start = pd.to_datetime(cutoffs[0], format="%Y%m%dT%H%M%SZ", utc=True) - pd.Timedelta(seconds=1)
-        fs.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime(), feature_views=[name])
+        # Feast prints a banner per view; the caller reports one line instead.
+        with contextlib.redirect_stdout(io.StringIO()):
+            fs.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime(), feature_views=[name])
         served[name] = store.get(f"{family}/v{version}/{cutoffs[-1]}").card()["rows"]
     return served
 

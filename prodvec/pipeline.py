@@ -80,14 +80,15 @@ def results_table(store: SnapshotStore, returns: pd.DataFrame | None) -> pd.Data
         rows.append({"family": family, "isotropy": metrics["isotropy"],
                      "mean_cos": metrics["mean_pairwise_cosine"], "coverage": metrics["coverage"],
                      "train_s": float(np.mean([c["train_seconds"] for c in cards])), "snapshots": len(cards)})
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows).astype({"snapshots": "Int64"}) if rows else pd.DataFrame(rows)
     if returns is not None:
         table = returns[["family", "return_auc", "return_pr_auc"]].merge(table, on="family", how="left")
     return table
 
 
 def run_pipeline(shop: Shop, home: Path, *, families=BACKBONE_FAMILIES, schedule: Schedule = Schedule(),
-                 online: str = "sqlite", replace: bool = False, progress: bool = True, log=print) -> PipelineResult:
+                 online: str = "sqlite", overrides: dict[str, dict] | None = None, replace: bool = False,
+                 progress: bool = True, log=print) -> PipelineResult:
     started = time.perf_counter()
     store = SnapshotStore(home)
     store.clean_temporary()
@@ -95,7 +96,8 @@ def run_pipeline(shop: Shop, home: Path, *, families=BACKBONE_FAMILIES, schedule
     cutoffs = schedule.cutoffs(shop)
     log(f"cutoffs: {', '.join(str(c.date()) for c in cutoffs)}")
     for family in families:
-        runs = produce(shop, family, cutoffs, store, replace=replace, progress=progress, log=log)
+        runs = produce(shop, family, cutoffs, store, overrides=(overrides or {}).get(family), replace=replace,
+                       progress=progress, log=log)
         if runs and runs[0].skipped:
             log(runs[0].line())
             continue

@@ -1,8 +1,11 @@
 """Tiny shops with a known right answer, built in memory, for producer tests.
 
-Four categories; every user is loyal to one of them; titles name the
-category with one of two synonyms. A producer that learned anything puts
-products of one category together, even when they share no token or no user.
+Four categories; every user is loyal to one of them and browses it in
+sessions of five clicks; titles name the category with one of two synonyms
+that never appear together; each category has its own silhouette in the
+images (colours are random, so only the shape tells). A producer that
+learned anything puts products of one category together, even when they
+share no token or no user.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image, ImageDraw
 
 from prodvec import columns as C
 from prodvec.shop.model import Shop
@@ -20,39 +24,69 @@ CATEGORIES = ("tshirts", "jeans", "dresses", "shoes")
 SYNONYMS = {"tshirts": ("tee", "tshirt"), "jeans": ("denim", "jeans"), "dresses": ("frock", "dress"),
             "shoes": ("sneaker", "trainer")}
 FILLER = ("red", "blue", "green", "black", "white", "grey", "slim", "classic", "cotton", "new")
+# One polygon per category, in a 32x32 frame.
+SHAPES = {
+    "tshirts": [(4, 6), (12, 3), (20, 3), (28, 6), (24, 12), (22, 10), (22, 29), (10, 29), (10, 10), (8, 12)],
+    "jeans": [(9, 3), (23, 3), (25, 29), (18, 29), (16, 12), (14, 29), (7, 29)],
+    "dresses": [(12, 3), (20, 3), (21, 12), (28, 29), (4, 29), (11, 12)],
+    "shoes": [(3, 18), (14, 16), (20, 20), (29, 22), (29, 27), (3, 27)],
+}
 START = pd.Timestamp("2025-01-01", tz="UTC")
+IMAGE_SIZE = 32
+
+
+def _write_images(root: Path, product_ids: np.ndarray, category: np.ndarray, rng: np.random.Generator) -> list:
+    paths = []
+    for pid, cat in zip(product_ids, category):
+        colour = tuple(int(v) for v in rng.integers(40, 230, 3))
+        image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), (245, 245, 245))
+        jitter = rng.integers(-2, 3, 2)
+        ImageDraw.Draw(image).polygon([(x + jitter[0], y + jitter[1]) for x, y in SHAPES[cat]], fill=colour)
+        pixels = np.asarray(image, dtype=np.int16) + rng.integers(-12, 13, (IMAGE_SIZE, IMAGE_SIZE, 3))
+        relative = f"{C.IMAGES_DIR}/{pid}.png"
+        (root / C.IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(root / relative)
+        paths.append(relative)
+    return paths
 
 
 def known_answer_shop(n_products: int = 400, n_users: int = 160, clicks_per_user: int = 25, seed: int = 0,
-                      unlabeled_share: float = 0.25) -> tuple[Shop, np.ndarray]:
+                      unlabeled_share: float = 0.25, root: Path | None = None) -> tuple[Shop, np.ndarray]:
+    """(shop, true category per product row). Pass `root` to also write product images there."""
     rng = np.random.default_rng(seed)
     category = np.array(CATEGORIES)[np.arange(n_products) % len(CATEGORIES)]
     synonym = rng.integers(0, 2, n_products)
-    titles = [f"{SYNONYMS[c][s]} {' '.join(rng.choice(FILLER, 2, replace=False))}" for c, s in zip(category, synonym)]
+    words = [" ".join(rng.choice(FILLER, 2, replace=False)) for _ in range(n_products)]
+    titles = [f"{SYNONYMS[c][s]} {w}" for c, s, w in zip(category, synonym, words)]
     # Some records lack their category: only the title (or the clicks) can place them.
     known = np.where(rng.random(n_products) < unlabeled_share, None, category)
+    product_ids = np.array([f"P{i:04d}" for i in range(n_products)])
     products = pd.DataFrame({
-        C.PRODUCT_ID: [f"P{i:04d}" for i in range(n_products)],
+        C.PRODUCT_ID: product_ids,
         C.CREATED_AT: START + pd.to_timedelta(rng.integers(0, 10, n_products), unit="D"),
         C.TITLE: titles,
+        C.DESCRIPTION: [f"A {w} {SYNONYMS[c][s]} for every day." for c, s, w in zip(category, synonym, words)],
         C.CATEGORY: known,
         C.PRICE: rng.uniform(10, 50, n_products).round(2),
-        "synonym": synonym.astype(str),  # a side-information column (no category signal)
+        "synonym": synonym.astype(str),  # a side-information column with no category signal
     })
-    users = np.array([f"U{u:03d}" for u in range(n_users)])
-    favourite = np.array(CATEGORIES)[np.arange(n_users) % len(CATEGORIES)]
-    rows = []
-    by_category = {c: products.loc[category == c, C.PRODUCT_ID].to_numpy() for c in CATEGORIES}
+    if root is not None:
+        products[C.IMAGE_PATH] = _write_images(Path(root), product_ids, category, rng)
+    favourite = np.arange(n_users) % len(CATEGORIES)
+    by_category = [products.loc[category == c, C.PRODUCT_ID].to_numpy() for c in CATEGORIES]
     # A quarter of each category is never clicked: cold products only content can place.
-    clicked = {c: ids[: int(len(ids) * 0.75)] for c, ids in by_category.items()}
-    for u, (user, fav) in enumerate(zip(users, favourite)):
-        picks = rng.choice(clicked[fav], clicks_per_user)
-        times = START + pd.Timedelta(days=12) + pd.to_timedelta(np.sort(rng.integers(0, 20 * 86400, clicks_per_user)), unit="s")
+    clicked = [ids[: int(len(ids) * 0.75)] for ids in by_category]
+    rows = []
+    for u in range(n_users):
+        picks = rng.choice(clicked[favourite[u]], clicks_per_user)
+        offsets = np.sort(rng.integers(0, 20 * 86400, clicks_per_user))
+        times = START + pd.Timedelta(days=12) + pd.to_timedelta(offsets, unit="s")
         for k, (pid, ts) in enumerate(zip(picks, times)):
-            rows.append((f"S{u:03d}-{k // 5}", user, pid, C.CLICK, ts))
+            kind = C.PURCHASE if k % 5 == 4 else C.CLICK
+            rows.append((f"S{u:03d}-{k // 5}", f"U{u:03d}", pid, kind, ts))
     events = pd.DataFrame(rows, columns=[C.SESSION_ID, C.USER_ID, C.PRODUCT_ID, C.EVENT_TYPE, C.TS])
     # The true categories are returned beside the shop, never inside it.
-    return Shop(root=Path("."), products=products, events=events), category
+    return Shop(root=Path(root) if root is not None else Path("."), products=products, events=events), category
 
 
 def same_category_share(vectors: np.ndarray, labels: np.ndarray, k: int = 10) -> float:

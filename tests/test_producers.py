@@ -21,14 +21,19 @@ FAST: dict[str, dict] = {
     "text_dae": {"epochs": 60, "dim": 16, "hidden": 64},
     "clicks_bpr": {"epochs": 60, "dim": 16, "lr": 0.05},
     "unified": {"dim": 16},
+    "prod2vec": {"dim": 16},
+    "prodsi2vec": {"dim": 16},
+    "deepwalk_prod2vec": {"dim": 16},
+    "deepwalk_prodsi2vec": {"dim": 16},
+    "image_siamese": {"dim": 16, "side": 32, "width": 16, "epochs": 3},
 }
 # Families a fusion reads, trained first into the same store.
 MODALITIES = ("text_dae", "clicks_bpr")
 
 
 @pytest.fixture(scope="module")
-def shop_and_truth():
-    return known_answer_shop()
+def shop_and_truth(tmp_path_factory):
+    return known_answer_shop(root=tmp_path_factory.mktemp("shop"))
 
 
 def cutoff(shop) -> pd.Timestamp:

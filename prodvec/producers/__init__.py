@@ -14,6 +14,12 @@ PRODUCERS: dict[str, str] = {
     "text_dae": "prodvec.producers.text_dae:TextDAE",
     "clicks_bpr": "prodvec.producers.bpr:ClicksBPR",
     "unified": "prodvec.producers.unified:Unified",
+    "image_siamese": "prodvec.producers.image_siamese:ImageSiamese",
+    "mrnet": "prodvec.producers.mrnet:MRNet",
+    "prod2vec": "prodvec.producers.prod2vec:Prod2Vec",
+    "prodsi2vec": "prodvec.producers.prodsi2vec:ProdSi2Vec",
+    "deepwalk_prod2vec": "prodvec.producers.deepwalk_prod2vec:DeepWalkProd2Vec",
+    "deepwalk_prodsi2vec": "prodvec.producers.deepwalk_prodsi2vec:DeepWalkProdSi2Vec",
 }
 
 

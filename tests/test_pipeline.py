@@ -1,0 +1,86 @@
+"""The whole job through the command line, on a small generated shop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from prodvec import feast_ops
+from prodvec.cli import main
+from prodvec.producers.base import Embeddings
+from prodvec.snapshots import SnapshotStore
+
+pytestmark = pytest.mark.integration
+
+
+def invoke(*args: str):
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """A generated shop run through `prodvec run` once, shared by the tests below."""
+    root = tmp_path_factory.mktemp("demo")
+    shop, home = root / "shop", root / "home"
+    generated = invoke("generate", str(shop), "--products", "300", "--seed", "3")
+    assert generated.exit_code == 0, generated.output
+    assert (root / "shop_truth" / "orders_truth.parquet").exists(), "ground truth lives beside, not inside, the shop"
+    ran = invoke("run", "--shop", str(shop), "--home", str(home), "--quiet", "--set", "text_dae.epochs=10")
+    assert ran.exit_code == 0, ran.output
+    return shop, home, ran.output
+
+
+def test_run_prints_the_results_table(demo):
+    _, _, output = demo
+    table = output[output.index("family"):]
+    for family in ("no_embedding", "text_dae", "clicks_bpr", "unified"):
+        assert family in table
+    assert "return_auc" in table and "isotropy" in table and "coverage" in table and "train_s" in table
+
+
+def test_every_family_is_served_and_readable_online(demo):
+    shop, home, _ = demo
+    fs = feast_ops.open_store(home)
+    views = sorted(v.name for v in fs.list_feature_views())
+    assert views == ["product_clicks_bpr_v1", "product_text_dae_v1", "product_unified_v1"]
+    product = pd.read_parquet(shop / "products.parquet")["product_id"].iloc[0]
+    row = fs.get_online_features(features=["product_unified_v1:embedding"],
+                                 entity_rows=[{"product_id": product}]).to_dict()
+    vector = row["embedding"][0]
+    assert len(vector) >= 32 and np.isfinite(vector).all()
+
+
+def test_snapshots_of_every_cutoff_are_listed_with_their_verdict(demo):
+    _, home, _ = demo
+    listed = invoke("snapshots", "--home", str(home))
+    lines = [line for line in listed.output.splitlines() if line.startswith("text_dae/")]
+    assert len(lines) >= 4 and all("served" in line and "passed" in line for line in lines)
+
+
+@pytest.mark.parametrize("broken", ["collapsed", "nan"])
+def test_the_gate_refuses_a_broken_snapshot_and_it_is_never_served(demo, broken):
+    shop, home, _ = demo
+    store = SnapshotStore(home)
+    served_before = store.promoted("text_dae", 1)
+    ids = pd.read_parquet(shop / "products.parquet")["product_id"].to_numpy()
+    rng = np.random.default_rng(0)
+    if broken == "collapsed":  # every product (almost) the same vector
+        vectors = np.ones((len(ids), 64)) + rng.normal(0, 1e-6, (len(ids), 64))
+    else:
+        vectors = rng.normal(size=(len(ids), 64))
+        vectors[5, 3] = np.nan
+    cutoff = pd.Timestamp("2025-12-31", tz="UTC")
+    ref = store.write("text_dae", 1, cutoff, Embeddings(ids, vectors), {"producer": "text_dae"}, replace=True)
+
+    validated = invoke("validate", ref.id, "--shop", str(shop), "--home", str(home))
+    assert validated.exit_code == 3
+    reason = "mean_pairwise_cosine" if broken == "collapsed" else "nonfinite_rows"
+    assert "FAILED" in validated.output and reason in validated.output
+
+    promoted = invoke("promote", ref.id, "--home", str(home))
+    assert promoted.exit_code != 0 and "failed validation" in promoted.output
+    assert store.promoted("text_dae", 1) == served_before
+    assert ref.path.exists(), "kept for inspection"
