@@ -153,8 +153,12 @@ class SnapshotStore:
 
     # -- snapshots -----------------------------------------------------------
     def write(self, family: str, version: int, cutoff: pd.Timestamp, emb: Embeddings, card: dict,
-              *, replace: bool = False) -> SnapshotRef:
-        """Write one snapshot completely or not at all (temp dir + rename)."""
+              *, replace: bool = False, artifacts: dict[str, np.ndarray] | None = None) -> SnapshotRef:
+        """Write one snapshot completely or not at all (temp dir + rename).
+
+        `artifacts` are arrays a later run needs (a frozen projection), kept
+        beside the data as `artifacts.npz`.
+        """
         version_dir = self.snapshots_dir / family / f"v{version}"
         version_dir.mkdir(parents=True, exist_ok=True)
         ref = SnapshotRef(family, version, pd.Timestamp(cutoff).tz_convert("UTC"), version_dir / cutoff_tag(cutoff))
@@ -170,6 +174,8 @@ class SnapshotStore:
             card = {**card, "family": family, "version": version, "cutoff": ref.cutoff.isoformat(),
                     "rows": len(emb), "dim": emb.dim, "created_at": created.isoformat(),
                     "code_revision": code_revision()}
+            if artifacts:
+                np.savez(tmp / "artifacts.npz", **artifacts)
             _write_json_atomic(tmp / "model_card.json", card)
             if ref.path.exists():
                 shutil.rmtree(ref.path)
@@ -231,6 +237,13 @@ class SnapshotStore:
         dim = emb.type.list_size
         vectors = emb.values.to_numpy(zero_copy_only=False).reshape(-1, dim)
         return Embeddings(table.column(C.PRODUCT_ID).to_numpy(zero_copy_only=False), vectors)
+
+    def artifacts(self, ref: SnapshotRef) -> dict[str, np.ndarray]:
+        path = ref.path / "artifacts.npz"
+        if not path.exists():
+            return {}
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
 
     def update_card(self, ref: SnapshotRef, **fields) -> dict:
         card = {**ref.card(), **fields}

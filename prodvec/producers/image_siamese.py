@@ -1,19 +1,21 @@
 """image_siamese: a small CNN trained from scratch with a triplet loss on product photos.
 
-Every step draws triplets: an anchor product; a positive, which is either
-the same product under another augmentation (shift, zoom, flip, mild colour
-jitter) or a product that shares its category and visual attributes (the
-side-information columns named in `attributes`, e.g. colour and pattern);
-and a negative, half the time a hard one (same category, different
-attributes) and otherwise any product. The loss is a batch-all triplet
-margin loss on cosine distances: every anchor is compared with every image
-of another label in the batch, so the hard negatives of other anchors
-count too. Negatives of the anchor's own category need a smaller margin
-than other categories, so the space stays grouped by category with the
-attributes ordering products inside it.
+Each step takes a batch of anchor products and gives each a positive: the
+same product under another augmentation (shift, zoom, flip, brightness and
+contrast), or, for a `mate_share` of them, another product with the same
+category and visual attributes (the side-information columns named in
+`attributes`, e.g. colour and pattern). Half of the anchors also bring a
+hard negative: a product of their category with other attributes. The loss
+is a batch-all triplet margin loss on cosine distances: each anchor is set
+against every image of another label in the batch, so the other anchors
+are its random negatives and their hard negatives count too. A negative of
+the anchor's own category needs a smaller margin than one of another
+category, so the space stays grouped by category, attributes ordering the
+products inside it.
 
-Products without side information fall back to augmentation positives;
-products without a picture get no vector (coverage < 1 is expected).
+Products whose category or attributes are unknown fall back to
+augmentation positives; products without a picture get no vector (coverage
+< 1 is expected).
 """
 
 from __future__ import annotations
@@ -38,12 +40,15 @@ class SiameseConfig(ProducerConfig):
     # A retrain that starts from the previous snapshot is pulled towards it
     # (a distillation target), so it needs fewer passes.
     warm_epochs: int = 2
-    batch_size: int = 96  # anchors per step; each brings a positive and a negative
+    batch_size: int = 96  # anchors per step; each brings a positive, some a hard negative
     lr: float = 3e-3
     margin: float = 0.3  # cosine-distance margin against other categories
     hard_margin: float = 0.1  # ... and against the anchor's own category
-    mate_share: float = 0.25  # positives drawn from the attribute group rather than the product itself
-    hard_share: float = 0.5  # negatives drawn from the anchor's category
+    # Share of positives drawn from the attribute group rather than the product
+    # itself. Mates differ in details no column records (the generator's
+    # sheen band), so more mates trade those details for attribute similarity.
+    mate_share: float = 0.25
+    hard_share: float = 0.5  # anchors that bring a hard negative from their category
     # Side-information columns that describe what a photo shows (comma-separated);
     # those absent from a shop are ignored.
     attributes: str = "color,colour,pattern"

@@ -29,7 +29,7 @@ its code is the output. With `product_groups=False` the output is z itself.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from prodvec import columns as C
 from prodvec.producers.base import Embeddings, InsufficientData, Producer, ProducerConfig, TrainContext, seed_torch, torch_device
-from prodvec.producers.mrnet_tasks import CLASSIFY, DECODE, REGRESS, Task, build_tasks, tokenise
+from prodvec.producers.mrnet_tasks import CLASSIFY, REGRESS, Task, build_tasks, tokenise
 from prodvec.producers.sparse_autoencoder import SparseAutoencoderConfig, fit_sparse_autoencoder
 from prodvec.shop.model import TEXT, Shop
 
@@ -65,11 +65,11 @@ class MRNetConfig(ProducerConfig):
     # Product-group step: per-category adapters, then a sparse autoencoder.
     product_groups: bool = True
     min_group_size: int = 20
-    adapter_steps: int = 100
-    adapter_lr: float = 1e-2
+    adapter_steps: int = 40
+    adapter_lr: float = 2e-2
     # Weight of ||A_g - I||^2: keeps each category's map a small correction.
     adapter_l2: float = 1.0
-    sae_epochs: int = 30
+    sae_epochs: int = 15
     sae_l1: float = 1e-3
     # Weight of the pull towards the previous snapshot's vectors (warm start).
     anchor: float = 1.0
@@ -179,17 +179,20 @@ class MRNet(Producer):
         device = torch_device(cfg.device)
         products = shop.products.reset_index(drop=True)
         has_title = products[C.TITLE].fillna("").str.strip().str.len().to_numpy() > 0
+        # A product without a title has nothing to read: it is left out.
         products = products[has_title].reset_index(drop=True)
-        shop = Shop(root=shop.root, products=products, events=shop.events, orders=shop.orders)
+        shop = replace(shop, products=products)
         n = len(products)
         tasks = build_tasks(shop, min_labelled=cfg.min_labelled, min_class_size=cfg.min_class_size,
                             tfidf_features=cfg.tfidf_features)
         if n < 2 or not tasks:
             raise InsufficientData(f"{n} titled products and {len(tasks)} tasks: nothing to learn")
-        context.log(f"mrnet tasks: {', '.join(t.name for t in tasks)}")
 
         titles = tokenise(products[C.TITLE])
         descriptions = tokenise(products[C.DESCRIPTION]) if C.DESCRIPTION in products else [[] for _ in titles]
+        counts = pd.Series([w for words in titles + descriptions for w in words]).value_counts()
+        if not (counts >= cfg.w2v_min_count).any():
+            raise InsufficientData(f"no word occurs {cfg.w2v_min_count} times: no word vectors to learn")
         vocab, vectors = word_vectors([t + d for t, d in zip(titles, descriptions)], cfg)
         ids_np, flags_np, lengths_np = sequences(titles, descriptions, vocab, cfg.desc_tokens, cfg.max_word_share)
         ids, flags = torch.as_tensor(ids_np, device=device), torch.as_tensor(flags_np, device=device)
@@ -198,7 +201,7 @@ class MRNet(Producer):
         encoder = build_encoder(vectors, cfg.hidden, cfg.dim).to(device)
         heads = nn.ModuleList([nn.Linear(cfg.dim, t.width) for t in tasks]).to(device)
         targets = [_target_tensor(t, device) for t in tasks]
-        offset = nn.Parameter(torch.zeros(cfg.dim, device=device))
+        offset = nn.Parameter(torch.zeros(cfg.dim, device=device))  # used by the anchor only
         optimiser = torch.optim.Adam([*encoder.parameters(), *heads.parameters(), offset], lr=cfg.lr)
 
         # Anchors: with product groups the output is the autoencoder's code,
@@ -236,7 +239,7 @@ class MRNet(Producer):
                 if pull_z:
                     pulled = anchored_t[index]
                     if pulled.any():
-                        loss = loss + cfg.anchor * (z[pulled] - offset - anchor_t[index][pulled]).pow(2).mean()
+                        loss = loss + cfg.anchor * (z[pulled] - offset - anchor_t[index][pulled]).pow(2).sum(1).mean()
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
@@ -248,92 +251,119 @@ class MRNet(Producer):
                 rows = np.arange(start, min(start + 1024, n))
                 z_all[rows] = embed(rows).cpu().numpy()
 
-        out = z_all
+        out, n_groups = z_all, 0
         if cfg.product_groups:
-            groups, n_groups = category_groups(products, cfg.min_group_size)
+            groups, names = category_groups(products, cfg.min_group_size)
+            groups = impute_groups(groups, names, products, z_all, tasks, heads, device)
+            n_groups = len(names)
             adapted = fit_group_adapters(z_all, groups, n_groups, tasks, heads, cfg, device)
             sae = SparseAutoencoderConfig(code=cfg.dim, epochs=cfg.sae_epochs, l1=cfg.sae_l1, anchor=cfg.anchor)
             out = fit_sparse_autoencoder(adapted, groups, n_groups, sae, rng, device, anchors=anchors,
                                          anchored=anchored, progress=context.progress)
-            self.card_extras_ = {"mrnet": {"tasks": [t.name for t in tasks], "product_groups": n_groups,
-                                           "zero_codes": int((np.abs(out).sum(1) == 0).sum())}}
-        else:
-            self.card_extras_ = {"mrnet": {"tasks": [t.name for t in tasks], "product_groups": 0}}
+        # The model card records what the shop let the method learn.
+        self.card_extras_ = {"mrnet": {"tasks": [t.name for t in tasks], "words": len(vocab),
+                                       "product_groups": n_groups}}
         # Remove the common offset so cosine neighbourhoods are meaningful.
         out = out - out.mean(axis=0, keepdims=True)
         return Embeddings(products[C.PRODUCT_ID].to_numpy(), out.astype(np.float32))
 
 
-def category_groups(products: pd.DataFrame, min_size: int) -> tuple[np.ndarray, int]:
-    """Group index per product (-1: null or too small a category) and the number of groups."""
+def category_groups(products: pd.DataFrame, min_size: int) -> tuple[np.ndarray, pd.Index]:
+    """Group index per product (-1: null or too small a category) and the groups' categories."""
     if C.CATEGORY not in products:
-        return np.full(len(products), -1), 0
+        return np.full(len(products), -1), pd.Index([])
     counts = products[C.CATEGORY].value_counts()
-    kept = pd.Index(sorted(counts.index[counts >= min_size]))
-    return kept.get_indexer(products[C.CATEGORY].to_numpy()), len(kept)
+    names = pd.Index(sorted(counts.index[counts >= min_size]))
+    return names.get_indexer(products[C.CATEGORY].to_numpy()), names
+
+
+def impute_groups(groups: np.ndarray, names: pd.Index, products: pd.DataFrame, z: np.ndarray, tasks: list[Task],
+                  heads, device) -> np.ndarray:
+    """Products without a category join the group the category head predicts, when it is sure (p >= 0.5).
+
+    Otherwise their group-specific input would be empty and they would sit
+    apart from the labelled products of their true category.
+    """
+    import torch
+
+    picked = [(t, h) for t, h in zip(tasks, heads) if t.name == C.CATEGORY]
+    missing = np.flatnonzero(products[C.CATEGORY].isna().to_numpy()) if C.CATEGORY in products else []
+    if not picked or len(missing) == 0:
+        return groups
+    task, head = picked[0]
+    with torch.no_grad():
+        probs = torch.softmax(head(torch.as_tensor(z[missing], device=device)), dim=1).cpu().numpy()
+    predicted = names.get_indexer(np.asarray(task.classes, dtype=object)[probs.argmax(1)])
+    out = groups.copy()
+    out[missing] = np.where(probs.max(1) >= 0.5, predicted, -1)
+    return out
 
 
 def fit_group_adapters(z: np.ndarray, groups: np.ndarray, n_groups: int, tasks: list[Task], heads,
                        cfg: MRNetConfig, device) -> np.ndarray:
-    """Per-category embeddings: z @ A_g, trained on the tasks that vary within category g.
+    """Per-category embeddings z @ A_g, trained on the tasks that vary within category g.
 
-    All groups train at once as batched matrices (groups padded to the largest);
-    each starts at the identity map with copies of the shared heads.
+    Each group starts at the identity map with copies of the shared heads,
+    all concatenated into one (d x K) matrix per group; all groups train at
+    once, full batch, rows sorted by group so that each group is one slice.
     """
     import torch
 
-    if n_groups == 0:
+    rows = np.flatnonzero(groups >= 0)
+    if n_groups == 0 or len(rows) == 0:
         return z
-    members = [np.flatnonzero(groups == g) for g in range(n_groups)]
-    size = max(len(m) for m in members)
-    pad = np.full((n_groups, size), -1)
-    for g, m in enumerate(members):
-        pad[g, : len(m)] = m
-    real = pad >= 0
-    rows = np.where(real, pad, 0)
-
-    d = z.shape[1]
-    z_pad = torch.as_tensor(z[rows], device=device)  # (G, size, d)
-    eye = torch.eye(d, device=device)
-    maps = torch.nn.Parameter(eye.repeat(n_groups, 1, 1))
-    # No shift: the per-group head biases already absorb one, and a free shift
-    # would move a whole category away from products without a category.
-    params, losses = [maps], []
+    rows = rows[np.argsort(groups[rows], kind="stable")]
+    bounds = np.r_[0, np.cumsum(np.bincount(groups[rows], minlength=n_groups))]
+    chosen, masks = [], []
     for task, head in zip(tasks, heads):
         if task.name == C.CATEGORY:  # constant within a category
             continue
+        labelled = task.labelled[rows]
         # A task teaches group g something only if g's products disagree on it.
-        labelled = task.labelled[rows] & real  # (G, size)
-        useful = labelled.sum(1) >= 10
-        if task.kind == CLASSIFY:
-            codes = np.where(labelled, task.target[rows], -1)
-            useful &= np.array([len(np.unique(c[c >= 0])) >= 2 for c in codes])
-        mask = labelled & useful[:, None]
-        if not mask.any():
-            continue
-        weight = torch.nn.Parameter(head.weight.detach().T.repeat(n_groups, 1, 1).clone())  # (G, d, k)
-        bias = torch.nn.Parameter(head.bias.detach().repeat(n_groups, 1, 1).clone())
-        params += [weight, bias]
-        # Padded rows and unlabelled ones weigh 0 (their target is any valid placeholder).
-        target = _target_tensor(task, device)[torch.as_tensor(rows.ravel(), device=device)]
-        if task.kind == CLASSIFY:
-            target = target.clamp_min(0)
-        losses.append((task.kind, weight, bias, target, torch.as_tensor(mask.ravel(), dtype=torch.float32, device=device)))
-    if not losses:
+        useful = np.zeros(len(rows), dtype=bool)
+        for g in range(n_groups):
+            part = slice(bounds[g], bounds[g + 1])
+            seen = labelled[part]
+            if seen.sum() >= 10 and (task.kind != CLASSIFY or len(np.unique(task.target[rows][part][seen])) >= 2):
+                useful[part] = True
+        if (labelled & useful).any():
+            chosen.append((task, head))
+            masks.append(labelled & useful)
+    if not chosen:
         return z
-    optimiser = torch.optim.Adam(params, lr=cfg.adapter_lr)
+    d = z.shape[1]
+    weight0 = torch.cat([h.weight.detach().T for _, h in chosen], dim=1)  # (d, K)
+    bias0 = torch.cat([h.bias.detach() for _, h in chosen])
+    maps = torch.nn.Parameter(torch.eye(d, device=device).repeat(n_groups, 1, 1))
+    # No shift: the per-group head biases absorb one, and a free shift would
+    # move a whole category away from products without a category.
+    weights = torch.nn.Parameter(weight0.repeat(n_groups, 1, 1))
+    biases = torch.nn.Parameter(bias0.repeat(n_groups, 1))
+    z_rows = torch.as_tensor(z[rows], device=device)
+    index = torch.as_tensor(rows, device=device)
+    slices, start = [], 0
+    for (task, _), mask in zip(chosen, masks):
+        target = _target_tensor(task, device)[index]
+        if task.kind == CLASSIFY:
+            target = target.clamp_min(0)  # unlabelled rows weigh 0; any valid class will do
+        slices.append((task.kind, slice(start, start + task.width), target,
+                       torch.as_tensor(mask, dtype=torch.float32, device=device)))
+        start += task.width
+    eye = torch.eye(d, device=device)
+    optimiser = torch.optim.Adam([maps, weights, biases], lr=cfg.adapter_lr)
     for _ in range(cfg.adapter_steps):
-        adapted = torch.bmm(z_pad, maps)
+        composed = torch.bmm(maps, weights)  # (G, d, K): linear map then heads
+        pred = torch.cat([z_rows[bounds[g] : bounds[g + 1]] @ composed[g] + biases[g] for g in range(n_groups)])
         loss = cfg.adapter_l2 * (maps - eye).pow(2).sum((1, 2)).mean()
-        for kind, weight, bias, target, mask in losses:
-            pred = (torch.bmm(adapted, weight) + bias).reshape(-1, weight.shape[2])
-            loss = loss + task_loss(kind, pred, target, mask) / len(losses)
+        for kind, cols, target, mask in slices:
+            loss = loss + task_loss(kind, pred[:, cols], target, mask) / len(slices)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
 
     out = z.copy()
     with torch.no_grad():
-        adapted = torch.bmm(z_pad, maps).cpu().numpy()
-    out[pad[real]] = adapted[real]
+        for g in range(n_groups):
+            part = slice(bounds[g], bounds[g + 1])
+            out[rows[part]] = (z_rows[part] @ maps[g]).cpu().numpy()
     return out

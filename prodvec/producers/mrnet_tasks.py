@@ -32,6 +32,7 @@ class Task:
     width: int  # output units of the task's head
     target: np.ndarray
     labelled: np.ndarray
+    classes: tuple = ()  # CLASSIFY: the value each class code stands for
 
 
 def tokenise(texts: pd.Series) -> list[list[str]]:
@@ -46,7 +47,7 @@ def classification_task(name: str, values: pd.Series, min_labelled: float, min_c
     labelled = codes >= 0
     if len(classes) < 2 or labelled.mean() < min_labelled:
         return None
-    return Task(name, CLASSIFY, len(classes), codes.astype(np.int64), labelled)
+    return Task(name, CLASSIFY, len(classes), codes.astype(np.int64), labelled, tuple(classes))
 
 
 def regression_task(name: str, values: np.ndarray) -> Task | None:

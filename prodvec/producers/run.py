@@ -121,7 +121,8 @@ def produce(shop: Shop, family: str, cutoffs: list[pd.Timestamp], store: Snapsho
             "shop": str(shop.root),
             **getattr(producer, "card_extras_", {}),
         }
-        ref = store.write(family, version, cutoff, emb, card, replace=replace)
+        ref = store.write(family, version, cutoff, emb, card, replace=replace,
+                          artifacts=getattr(producer, "artifacts_", None))
         validation = validate_snapshot(store, ref, shop, producer) if validate else None
         result = RunResult(family, cutoff, ref, seconds, validation=validation)
         log(result.line())

@@ -129,22 +129,19 @@ class SASRec(Producer):
         device = torch_device(cfg.device)
         items, offsets = session_sequences(shop.events)
         # Only catalogue products get a code; others are dropped from their session.
-        catalogue = pd.Index(shop.products[C.PRODUCT_ID].astype(str))
-        items_known = catalogue.get_indexer(items) >= 0
-        if not items_known.all():
-            lengths = np.add.reduceat(items_known, offsets[:-1]) if len(items) else np.zeros(0, int)
-            items = items[items_known]
-            offsets = np.r_[0, np.cumsum(lengths)]
+        known = pd.Index(shop.products[C.PRODUCT_ID].astype(str)).get_indexer(items) >= 0
+        lengths = np.add.reduceat(known.astype(np.int64), offsets[:-1]) if len(items) else np.zeros(0, np.int64)
+        keep = np.repeat(lengths >= 2, np.diff(offsets)) & known
+        items, lengths = items[keep], lengths[lengths >= 2]
+        if len(lengths) == 0:
+            raise InsufficientData("no session with two or more products clicked before the cutoff")
+        offsets = np.r_[0, np.cumsum(lengths)]
         codes, product_ids = pd.factorize(items, sort=True)
         codes = codes.astype(np.int64) + 1
-        lengths = np.diff(offsets)
-        keep = lengths >= 2
-        if keep.sum() == 0:
-            raise InsufficientData("no session with two or more products clicked before the cutoff")
         product_ids = np.asarray(product_ids, dtype=str)
         n_items = len(product_ids)
         # Rows of max_len + 1 items: the inputs are the first max_len, the targets the last max_len.
-        windows = sequence_matrix(codes, offsets, cfg.max_len + 1)[keep]
+        windows = sequence_matrix(codes, offsets, cfg.max_len + 1)
         inputs_all = torch.as_tensor(windows[:, :-1], device=device)
         targets_all = torch.as_tensor(windows[:, 1:], device=device)
 
@@ -165,7 +162,7 @@ class SASRec(Producer):
             # random order) carry little padding; each is cut to its longest row.
             order = np.lexsort((rng.random(n), steps_per_row))
             batches = [order[start : start + cfg.batch_size] for start in range(0, n, cfg.batch_size)]
-            total, steps = 0.0, 0
+            total = torch.zeros((), device=device)
             for b in rng.permutation(len(batches)):
                 width = int(steps_per_row[batches[b]].max())
                 idx = torch.as_tensor(batches[b], device=device)
@@ -185,15 +182,18 @@ class SASRec(Producer):
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
-                total, steps = total + loss.item(), steps + 1
-            losses.append(round(total / max(steps, 1), 4))
+                total += loss.detach()
+            losses.append(round(float(total) / len(batches), 4))
 
         model.eval()
         self.model_ = model
         self.product_ids_ = product_ids
         self.card_extras_ = {"sasrec": {"sequences": int(n), "products": int(n_items), "epoch_loss": losses}}
         vectors = model.items.weight[1:].detach().cpu().numpy()
-        return Embeddings(product_ids, vectors)
+        # A product seen only early in a session longer than max_len + 1 was never trained: leave it out.
+        trained = np.zeros(n_items + 1, bool)
+        trained[windows.ravel()] = True
+        return Embeddings(product_ids[trained[1:]], vectors[trained[1:]])
 
     def next_item_scores(self, prefix_ids: Sequence[str]) -> np.ndarray:
         """Scores of every product in `product_ids_` as the item after `prefix_ids` (oldest first)."""

@@ -7,13 +7,16 @@ product's own block, and takes the sparse code as the global embedding. Here
 the input also has a shared block, filled for every product: the groups'
 spaces start from one shared model, so most of the encoding is common, and a
 product without a group (null category) is encoded by the shared block alone.
+
+The code units are tanh, the saturating units of the classic sparse
+autoencoder, with an L1 penalty on their activity: ReLU codes under L1 let
+whole units die, and a code dimension that is zero for every product makes
+the embedding degenerate (isotropy 0, which the validation gate refuses).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import os
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -22,8 +25,8 @@ from tqdm.auto import tqdm
 @dataclass(frozen=True)
 class SparseAutoencoderConfig:
     code: int = 64
-    epochs: int = 30
-    batch_size: int = 256
+    epochs: int = 15
+    batch_size: int = 512
     lr: float = 3e-3
     # Weight of the L1 activity penalty on the code (inputs are standardised).
     l1: float = 1e-3
@@ -76,17 +79,15 @@ def fit_sparse_autoencoder(z: np.ndarray, groups: np.ndarray, n_groups: int, cfg
         anchor_all = torch.as_tensor(anchors, dtype=torch.float32, device=device)
         anchored_all = torch.as_tensor(anchored, device=device)
 
-    act = {"relu": torch.relu, "linear": lambda v: v, "tanh": torch.tanh}[os.environ.get("SAE_ACT", "tanh")]
-
     def encode(rows):
-        return act(encoder(block_inputs(z_all[rows], g_all[rows], n_groups)))
+        return torch.tanh(encoder(block_inputs(z_all[rows], g_all[rows], n_groups)))
 
     for _ in tqdm(range(cfg.epochs), desc="mrnet sae", disable=not progress, leave=False):
         order = rng.permutation(n)
         for start in range(0, n, cfg.batch_size):
             rows = torch.as_tensor(np.sort(order[start : start + cfg.batch_size]), device=device)
             x = block_inputs(z_all[rows], g_all[rows], n_groups)
-            code = act(encoder(x))
+            code = torch.tanh(encoder(x))
             # Unit-norm decoder columns: the L1 penalty cannot be dodged by shrinking codes.
             unit = decoder / decoder.norm(dim=0, keepdim=True).clamp_min(1e-8)
             loss = (code @ unit.T + decoder_bias - x).pow(2).sum(1).mean() / d
@@ -95,7 +96,7 @@ def fit_sparse_autoencoder(z: np.ndarray, groups: np.ndarray, n_groups: int, cfg
             if use_anchor:
                 pulled = anchored_all[rows]
                 if pulled.any():
-                    loss = loss + cfg.anchor * (code[pulled] - offset - anchor_all[rows][pulled]).pow(2).mean()
+                    loss = loss + cfg.anchor * (code[pulled] - offset - anchor_all[rows][pulled]).pow(2).sum(1).mean()
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

@@ -23,6 +23,7 @@ from prodvec.producers.base import Embeddings, InsufficientData, Producer, Produ
 from prodvec.shop.model import TEXT, Shop
 
 ENCODER_DIM = 384
+SENTENCE_END = r"(?<=[.!?])\s+"
 # Vectors already encoded in this process, by (device type, max_tokens, text).
 # The encoder is frozen, so a retrain on the next cutoff only encodes new products.
 _ENCODED: dict[tuple[str, int, str], np.ndarray] = {}
@@ -34,6 +35,10 @@ class MiniLMConfig(ProducerConfig):
     # 384 keeps the encoder's own vectors (only centred); fewer dimensions are a PCA fitted on the shop.
     dim: int = 64
     batch_size: int = 256
+    # Sentences of the description kept after the title (0 = all). The first
+    # says what the product is; the rest is care and marketing boilerplate that
+    # makes every product read alike and doubles the encoding time.
+    description_sentences: int = 1
     # Longer texts are cut; product texts are far shorter, and cost grows with length.
     max_tokens: int = 128
 
@@ -49,13 +54,16 @@ def load_encoder(device: str):
     return SentenceTransformer(str(get_model_path()), device=device, local_files_only=True)
 
 
-def product_texts(products: pd.DataFrame) -> pd.Series:
-    """"title. description" per product; empty where a product has neither."""
+def product_texts(products: pd.DataFrame, sentences: int = 0) -> pd.Series:
+    """"title. description" per product, the description cut to its first `sentences` (0 = all);
+    empty where a product has neither."""
     title = products[C.TITLE].fillna("").astype(str).str.strip()
     if C.DESCRIPTION in products:
         description = products[C.DESCRIPTION].fillna("").astype(str).str.strip()
     else:
         description = pd.Series("", index=products.index)
+    if sentences > 0:
+        description = description.str.split(SENTENCE_END, regex=True).str[:sentences].str.join(" ")
     joined = title.where(description == "", title + ". " + description)
     return joined.where(title != "", description).str.strip()
 
@@ -93,7 +101,7 @@ class TextMiniLM(Producer):
         if not 0 < cfg.dim <= ENCODER_DIM:
             raise ValueError(f"text_minilm: dim must be between 1 and {ENCODER_DIM}, got {cfg.dim}")
         seed_torch(cfg.seed)
-        texts = product_texts(shop.products)
+        texts = product_texts(shop.products, cfg.description_sentences)
         has_text = (texts != "").to_numpy()
         # A product with no words gets no vector rather than the encoder's vector of nothing.
         if has_text.sum() < max(cfg.dim, 2):

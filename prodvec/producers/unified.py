@@ -18,6 +18,8 @@ import pandas as pd
 
 from prodvec import columns as C
 from prodvec.producers.base import Embeddings, InsufficientData, Producer, ProducerConfig, TrainContext
+from prodvec.producers.fusion import (attribute_knn_accuracy, coclick_auc, modality_snapshots, normalise,
+                                      own_previous_snapshot)
 from prodvec.shop.model import Shop
 
 
@@ -29,11 +31,6 @@ class UnifiedConfig(ProducerConfig):
     validation_days: int = 14
     grid_step: float = 0.1
     neighbours: int = 10
-
-
-def normalise(vectors: np.ndarray) -> np.ndarray:
-    centred = vectors - vectors.mean(axis=0, keepdims=True)
-    return centred / np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-12)
 
 
 def fuse(ids: np.ndarray, parts: dict[str, Embeddings], weights: dict[str, float]) -> Embeddings:
@@ -58,54 +55,6 @@ def weight_grid(families: list[str], step: float) -> list[dict[str, float]]:
     return grid or [{f: 1 / len(families) for f in families}]
 
 
-def coclick_auc(emb: Embeddings, events: pd.DataFrame, rng: np.random.Generator, n_pairs: int = 20000) -> float:
-    """How much more similar products clicked in one session are than random pairs (AUC)."""
-    clicks = events[events[C.EVENT_TYPE] != C.IMPRESSION][[C.SESSION_ID, C.PRODUCT_ID]].drop_duplicates()
-    _, found = emb.lookup(clicks[C.PRODUCT_ID])
-    clicks = clicks[found]
-    pairs = clicks.merge(clicks, on=C.SESSION_ID)
-    pairs = pairs[pairs[f"{C.PRODUCT_ID}_x"] < pairs[f"{C.PRODUCT_ID}_y"]]
-    if len(pairs) < 50:
-        return float("nan")
-    pairs = pairs.sample(min(n_pairs, len(pairs)), random_state=int(rng.integers(1 << 31)))
-    unit = normalise(emb.vectors)
-    index = pd.Index(emb.ids)
-    a, b = index.get_indexer(pairs[f"{C.PRODUCT_ID}_x"]), index.get_indexer(pairs[f"{C.PRODUCT_ID}_y"])
-    positive = (unit[a] * unit[b]).sum(1)
-    r1, r2 = rng.integers(0, len(unit), len(pairs)), rng.integers(0, len(unit), len(pairs))
-    negative = (unit[r1] * unit[r2]).sum(1)
-    ranks = pd.Series(np.concatenate([positive, negative])).rank().to_numpy()
-    n_pos = len(positive)
-    return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * len(negative)))
-
-
-def attribute_knn_accuracy(emb: Embeddings, shop: Shop, k: int, rng: np.random.Generator, sample: int = 2000) -> float:
-    """Mean over side-information columns of leave-one-out k-NN majority-vote accuracy."""
-    products = shop.products.set_index(C.PRODUCT_ID)
-    columns = ([C.CATEGORY] if C.CATEGORY in products else []) + shop.side_info_columns
-    ids = emb.ids[np.isin(emb.ids, products.index)]
-    if not columns or len(ids) <= k:
-        return float("nan")
-    vectors, _ = emb.lookup(ids)
-    unit = normalise(vectors)
-    queries = rng.choice(len(ids), size=min(sample, len(ids)), replace=False)
-    sims = unit[queries] @ unit.T
-    sims[np.arange(len(queries)), queries] = -np.inf
-    neighbours = np.argpartition(-sims, k, axis=1)[:, :k]
-    scores = []
-    for column in columns:
-        codes, _ = pd.factorize(products.loc[ids, column])  # unknown -> -1, never a vote
-        truth = codes[queries]
-        known = truth >= 0
-        if not known.any():
-            continue
-        votes = np.zeros((len(queries), codes.max() + 2), dtype=np.int32)
-        np.add.at(votes, (np.repeat(np.arange(len(queries)), k), codes[neighbours].ravel() + 1), 1)
-        majority = votes[:, 1:].argmax(axis=1)
-        scores.append(float(np.mean(majority[known] == truth[known])))
-    return float(np.mean(scores)) if scores else float("nan")
-
-
 class Unified(Producer):
     name = "unified"
     Config = UnifiedConfig
@@ -116,23 +65,9 @@ class Unified(Producer):
         # Fusing other modalities is another method: a new version, not a new snapshot.
         return {**super().schema(), "modalities": self.config.modalities}
 
-    def _sources(self, context: TrainContext) -> dict[str, Embeddings]:
-        """The newest snapshot of each modality, at or before the cutoff, that passed validation."""
-        store, parts = context.store, {}
-        for family in [f.strip() for f in self.config.modalities.split(",") if f.strip()]:
-            passed = [r for r in store.snapshots(family)
-                      if r.cutoff <= context.cutoff and r.card().get("validation", {}).get("success")]
-            if passed:
-                latest = max(passed, key=lambda r: (r.version, r.cutoff))
-                parts[family] = store.read(latest)
-                self.sources_[family] = latest.id
-        return parts
-
     def _frozen_weights(self, context: TrainContext) -> dict[str, float] | None:
-        store = context.store
-        version = store.version_for(self.name, self.schema())
-        earlier = [r for r in store.snapshots(self.name, version) if r.cutoff < context.cutoff]
-        return earlier[-1].card()["fusion"]["weights"] if earlier else None
+        earlier = own_previous_snapshot(self, context)
+        return earlier.card()["fusion"]["weights"] if earlier else None
 
     def _choose_weights(self, shop: Shop, parts: dict[str, Embeddings], context: TrainContext) -> dict[str, float]:
         ids = shop.products[C.PRODUCT_ID].to_numpy().astype(str)
@@ -154,9 +89,9 @@ class Unified(Producer):
     def train(self, shop: Shop, context: TrainContext) -> Embeddings:
         if context.store is None:
             raise ValueError("unified reads modality snapshots and needs the snapshot store")
-        self.sources_: dict[str, str] = {}
         self.selection_: dict = {}
-        parts = self._sources(context)
+        sources = modality_snapshots(context, self.config.modalities)
+        parts = {family: emb for family, (_, emb) in sources.items()}
         if not parts:
             raise InsufficientData(f"no validated snapshot of {self.config.modalities} at or before {context.cutoff}")
         dims = {f: e.dim for f, e in parts.items()}
@@ -171,6 +106,7 @@ class Unified(Producer):
             if not any(weights.values()):
                 raise ValueError(f"unified: frozen weights {frozen} cover none of {sorted(parts)}")
         self.card_extras_ = {"fusion": {"weights": weights, "frozen": frozen is not None,
-                                        "sources": self.sources_, "selection": self.selection_}}
+                                        "sources": {f: ref.id for f, (ref, _) in sources.items()},
+                                        "selection": self.selection_}}
         ids = shop.products[C.PRODUCT_ID].to_numpy().astype(str)
         return fuse(ids, parts, weights)

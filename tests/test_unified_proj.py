@@ -1,0 +1,48 @@
+"""unified_proj: one frozen projection of the concatenated modalities."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from prodvec.producers.run import produce
+from prodvec.snapshots import SnapshotStore
+from tests.producer_data import known_answer_shop, same_category_share
+
+MODALITIES = {"text_dae": {"epochs": 60, "dim": 16, "hidden": 64}, "clicks_bpr": {"epochs": 60, "dim": 16, "lr": 0.05}}
+SETTINGS = {"dim": 16, "steps": 150, "modalities": "text_dae,clicks_bpr"}
+
+
+def quiet(message: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def store_and_shop(tmp_path_factory):
+    shop, truth = known_answer_shop()
+    store = SnapshotStore(tmp_path_factory.mktemp("home"))
+    for family, settings in MODALITIES.items():
+        produce(shop, family, [shop.end], store, overrides=settings, progress=False, log=quiet)
+    return store, shop, truth
+
+
+def test_projection_covers_every_product_and_separates_categories(store_and_shop):
+    store, shop, truth = store_and_shop
+    run = produce(shop, "unified_proj", [shop.end], store, overrides=SETTINGS, progress=False, log=quiet)[0]
+    assert run.validation["success"], run.validation["summary"]
+    emb = store.read(run.ref)
+    assert set(emb.ids) == set(shop.products["product_id"])
+    vectors, _ = emb.lookup(shop.products["product_id"])
+    cold = ~shop.products["product_id"].isin(set(shop.events["product_id"])).to_numpy()
+    assert same_category_share(vectors, truth) > 0.7
+    assert same_category_share(vectors[cold], truth[cold]) > 0.5, "products nobody clicked are placed by content"
+
+
+def test_the_projection_is_learned_once_and_reused(store_and_shop):
+    store, shop, _ = store_and_shop
+    later = shop.end + pd.Timedelta(days=7)
+    run = produce(shop, "unified_proj", [later], store, overrides=SETTINGS, progress=False, log=quiet)[0]
+    first = [r for r in store.snapshots("unified_proj") if r.cutoff < later][-1]
+    assert not first.card()["fusion"]["frozen"] and run.ref.card()["fusion"]["frozen"]
+    np.testing.assert_array_equal(store.artifacts(first)["projection"], store.artifacts(run.ref)["projection"])
