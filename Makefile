@@ -14,10 +14,11 @@ PRODUCTS ?= 4000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test bench venv system-deps clean help
+.PHONY: demo demo-full test bench venv system-deps clean help
 
 help:
 	@echo "make demo   - install, generate the default shop, run the whole pipeline, print the results"
+	@echo "make demo-full - the same with every producer and the fusions over all of them"
 	@echo "make test   - install, then run the test suite"
 	@echo "make bench  - how cost grows with shop size (reports/bench.md)"
 	@echo "make clean  - remove generated data (workspace/, reports/)"
@@ -41,6 +42,11 @@ $(SHOP)/products.parquet: | $(STAMP)
 
 demo: $(STAMP) $(SHOP)/products.parquet
 	$(PRODVEC) run --shop $(SHOP) --home $(HOME_DIR) --fresh
+
+# Every registered producer (issue: all methods of the source papers), fused
+# over all of them; longer than `make demo`.
+demo-full: $(STAMP) $(SHOP)/products.parquet
+	$(PRODVEC) run --shop $(SHOP) --home $(HOME_DIR) --family all --set unified.modalities=auto --fresh
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest

@@ -289,7 +289,8 @@ def report(shop_dir: Path, home: Path | None, online: str, eval_days: int):
 @SHOP_OPTION
 @HOME_OPTION
 @ONLINE_OPTION
-@click.option("--family", "families", multiple=True, help="Families to train [default: text_dae clicks_bpr unified].")
+@click.option("--family", "families", multiple=True,
+              help="Families to train, repeatable; 'all' for every registered one [default: text_dae clicks_bpr unified].")
 @click.option("--every", "every_days", type=int, default=28, show_default=True, help="Days between retrains.")
 @click.option("--first", "first_days", type=int, default=28, show_default=True,
               help="Days after the shop opens of the first cutoff.")
@@ -304,7 +305,7 @@ def run(shop_dir: Path, home: Path | None, online: str, families, every_days: in
     """The whole pipeline on SHOP: produce, validate, promote, apply, materialize, report."""
     import shutil
 
-    from prodvec.pipeline import BACKBONE_FAMILIES, Schedule, run_pipeline
+    from prodvec.pipeline import BACKBONE_FAMILIES, Schedule, all_families, run_pipeline
 
     home = _home(home)
     if fresh:
@@ -318,6 +319,8 @@ def run(shop_dir: Path, home: Path | None, online: str, families, every_days: in
             raise click.BadParameter(f"{key!r}: expected FAMILY.FIELD=VALUE", param_hint="--set")
         overrides.setdefault(family, {})[field] = value
     try:
+        if "all" in families:
+            families = all_families()
         result = run_pipeline(shop, home, families=families or BACKBONE_FAMILIES,
                               schedule=Schedule(first_days, every_days, eval_days), online=online,
                               overrides=overrides, progress=not quiet, log=click.echo)

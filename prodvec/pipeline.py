@@ -22,6 +22,14 @@ from prodvec.snapshots import SnapshotStore, view_name
 BACKBONE_FAMILIES = ("text_dae", "clicks_bpr", "unified")
 
 
+def all_families() -> tuple[str, ...]:
+    """Every registered producer, fusions last: they read the others' snapshots."""
+    from prodvec.producers import PRODUCERS
+    from prodvec.producers.fusion import FUSIONS
+
+    return tuple([f for f in PRODUCERS if f not in FUSIONS] + [f for f in PRODUCERS if f in FUSIONS])
+
+
 @dataclass(frozen=True)
 class Schedule:
     """Retrain every `every_days`, the first time `first_days` after the shop opens."""

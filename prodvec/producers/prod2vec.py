@@ -14,8 +14,13 @@ import numpy as np
 from prodvec import columns as C
 from prodvec.producers.base import Embeddings, InsufficientData, Producer, TrainContext
 from prodvec.producers.sequences import as_lists
-from prodvec.producers.word2vec import (Word2VecConfig, centred_embeddings, fit_word2vec, interest_sequences,
-                                        product_rows)
+from prodvec.producers.word2vec import (
+    Word2VecConfig,
+    centred_embeddings,
+    fit_word2vec,
+    interest_sequences,
+    product_rows,
+)
 from prodvec.shop.model import EVENTS, Shop
 
 

@@ -62,7 +62,7 @@ def side_info_tokens(shop: Shop) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     for j, column in enumerate(columns):
         values = products[column]
         tokens[:, j] = np.where(values.notna(), column + "=" + values.astype(str), None)
-    present = tokens != None  # noqa: E711 (elementwise)
+    present = tokens != None
     # Stable sort of "missing" flags packs the present tokens to the left.
     order = np.argsort(~present, axis=1, kind="stable")
     tokens = np.take_along_axis(tokens, order, axis=1)
@@ -83,7 +83,7 @@ class SideInfoCorpus:
         self.lengths = np.diff(offsets)
         # A sequence item outside the catalogue (or without side info) simply gets no side token.
         self.counts = np.where(rows >= 0, counts[rows], 0)
-        self.tokens = tokens[np.maximum(rows, 0)]
+        self.rows, self.tokens = np.maximum(rows, 0), tokens
         self.catalogue = tokens[counts >= 2]
         self.catalogue_counts = counts[counts >= 2]
         self.seed = seed
@@ -94,7 +94,7 @@ class SideInfoCorpus:
         self.passes += 1
         # 1. p1 m1 p2 m2 ...: one random side-info token after each product.
         pick = np.floor(rng.random(len(self.items)) * self.counts).astype(np.int64)
-        side = self.tokens[np.arange(len(self.items)), np.minimum(pick, self.tokens.shape[1] - 1)]
+        side = self.tokens[self.rows, np.minimum(pick, self.tokens.shape[1] - 1)]
         flat = np.column_stack([self.items, side]).ravel()
         keep = np.column_stack([np.ones(len(self.items), bool), self.counts > 0]).ravel()
         flat = flat[keep]
@@ -116,7 +116,7 @@ class ProdSi2Vec(Prod2Vec):
     name = "prodsi2vec"
     Config = ProdSi2VecConfig
     description = ("Word2Vec skip-gram on sessions interleaved with side information (Meta-Prod2Vec style); "
-                   "never-clicked products get the mean of their side-info vectors")
+                   "never-clicked products are placed by their side-info vectors")
     min_coverage = 0.2
 
     # Interleaved sentences hold a side-info token after each product.

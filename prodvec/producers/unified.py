@@ -73,18 +73,41 @@ class Unified(Producer):
         ids = shop.products[C.PRODUCT_ID].to_numpy().astype(str)
         split = context.cutoff - pd.Timedelta(days=self.config.validation_days)
         held_out = shop.events[shop.events[C.TS] > split] if shop.events is not None else None
-        trials = []
-        for weights in weight_grid(sorted(parts), self.config.grid_step):
+        seed = self.config.seed
+
+        def score(weights: dict[str, float]) -> tuple[float, list[float]]:
             fused = fuse(ids, parts, weights)
-            scores = [attribute_knn_accuracy(fused, shop, self.config.neighbours, np.random.default_rng(self.config.seed))]
+            scores = [attribute_knn_accuracy(fused, shop, self.config.neighbours, np.random.default_rng(seed))]
             if held_out is not None and len(held_out):
-                scores.append(coclick_auc(fused, held_out, np.random.default_rng(self.config.seed)))
-            trials.append((float(np.nanmean(scores)), weights, scores))
-        best = max(trials, key=lambda t: t[0])
+                scores.append(coclick_auc(fused, held_out, np.random.default_rng(seed)))
+            return float(np.nanmean(scores)), scores
+
+        families = sorted(parts)
+        if len(families) <= 3:
+            trials = [(*score(w), w) for w in weight_grid(families, self.config.grid_step)]
+            best = max(trials, key=lambda t: t[0])
+            candidates = len(trials)
+        else:
+            # The grid grows exponentially with modalities: coordinate ascent
+            # from equal weights instead, halving or doubling one at a time.
+            weights = {f: 1 / len(families) for f in families}
+            best, candidates = (*score(weights), weights), 1
+            for _ in range(2):
+                for family in families:
+                    for factor in (0.0, 0.5, 2.0):
+                        trial = {**best[2], family: best[2][family] * factor}
+                        total = sum(trial.values())
+                        if total <= 0:
+                            continue
+                        trial = {f: w / total for f, w in trial.items()}
+                        result = (*score(trial), trial)
+                        candidates += 1
+                        if result[0] > best[0]:
+                            best = result
         self.selection_ = {"objective": "mean of attribute k-NN accuracy and held-out co-click AUC",
                            "validation_split": str(split), "score": round(best[0], 4),
-                           "components": [round(s, 4) for s in best[2]], "candidates": len(trials)}
-        return best[1]
+                           "components": [round(s, 4) for s in best[1]], "candidates": candidates}
+        return {f: round(w, 4) for f, w in best[2].items()}
 
     def train(self, shop: Shop, context: TrainContext) -> Embeddings:
         if context.store is None:

@@ -59,7 +59,7 @@ def random_walks(graph: sparse.csr_matrix, walks_per_node: int, walk_length: int
     row_start, row_total = before[indptr[:-1]], before[indptr[1:]] - before[indptr[:-1]]
     starts = np.flatnonzero(np.diff(indptr) > 0)
     walks = np.empty((walks_per_node * len(starts), walk_length), dtype=np.int64)
-    walks[:, 0] = np.concatenate([rng.permutation(starts) for _ in range(walks_per_node)]) if len(starts) else []
+    walks[:, 0] = rng.permuted(np.tile(starts, (walks_per_node, 1)), axis=1).ravel()
     for step in range(1, walk_length):
         here = walks[:, step - 1]
         target = row_start[here] + rng.random(len(here)) * row_total[here]
