@@ -22,7 +22,7 @@ FAST: dict[str, dict] = {
     "clicks_bpr": {"epochs": 60, "dim": 16, "lr": 0.05},
     "unified": {"dim": 16},
     "mrnet": {"dim": 16, "epochs": 10, "batch_size": 64, "w2v_epochs": 5, "adapter_steps": 20, "sae_epochs": 40},
-    "sasrec": {"dim": 16, "epochs": 2, "batch_size": 64, "negatives": 16},
+    "sasrec": {"dim": 16, "epochs": 1, "batch_size": 128, "negatives": 16},
     "text_minilm": {"dim": 64},  # at 16 the randomised PCA converges and the seed stops mattering
     "unified_proj": {"dim": 16, "steps": 100},
     "prod2vec": {"dim": 16},

@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from prodvec import columns as C
 from prodvec.producers.base import TrainContext
@@ -25,7 +26,13 @@ def trained():
     events = shop.events
     held = events[C.SESSION_ID].str.endswith("-4")
     producer = SASRec(SASRecConfig(**SETTINGS))
-    emb = producer.train(replace(shop, events=events[~held]), TrainContext(cutoff=shop.end, progress=False))
+    # The model is tiny: one thread is as fast, and a busy machine's OpenMP spin-waits cannot slow it tenfold.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        emb = producer.train(replace(shop, events=events[~held]), TrainContext(cutoff=shop.end, progress=False))
+    finally:
+        torch.set_num_threads(threads)
     category = pd.Series(truth, index=shop.products[C.PRODUCT_ID])
     return producer, emb, category, events[held], events[~held]
 

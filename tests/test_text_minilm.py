@@ -60,7 +60,7 @@ def test_text_minilm_needs_no_network_and_knows_synonyms():
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(root)}
     done = subprocess.run([sys.executable, "-c", OFFLINE_RUN], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["covered"] == 1.0

@@ -35,7 +35,7 @@ from prodvec.shop.model import IMAGES, Shop
 @dataclass(frozen=True)
 class SiameseConfig(ProducerConfig):
     side: int = 64  # pictures are padded to a square and resized to this
-    width: int = 16  # channels of the first block; later blocks widen to 1.5x, 2x, 4x
+    width: int = 16  # channels of the first block; later blocks widen to 1.5x, 2x, 4x (or 2 dim)
     epochs: int = 4
     # A retrain that starts from the previous snapshot is pulled towards it
     # (a distillation target), so it needs fewer passes.
@@ -64,7 +64,9 @@ def network(cfg: SiameseConfig):
     from torch import nn
 
     w = cfg.width
-    widths = (w, w * 3 // 2, w * 2, w * 4)
+    # The last block is at least twice `dim` wide: with only `dim` channels a
+    # few dead ReLUs leave the output rank-deficient (isotropy near 0).
+    widths = (w, w * 3 // 2, w * 2, max(w * 4, 2 * cfg.dim))
 
     def block(c_in: int, c_out: int, pool: bool) -> list:
         layers = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]

@@ -1,11 +1,13 @@
 """mrnet: MRNet-Product2Vec (Biswas et al. 2017), a multi-task BiLSTM over product text.
 
 A bidirectional LSTM reads the title, then the first `desc_tokens` words of
-the description, as word2vec vectors (trained with gensim on the shop's own
-titles and descriptions and kept frozen: the shop's text is small, and frozen
-vectors keep words seen in few batches where word2vec put them), plus a flag
-telling title from description words. Its final forward and backward states,
-concatenated and projected to `dim`, are the product embedding z.
+the description (stop words, i.e. words in over half of the products, left
+out), as word2vec vectors plus a flag telling title from description words.
+The word vectors are trained with gensim on the shop's own titles and
+descriptions and kept frozen: the shop's text is small, and frozen vectors
+keep words seen in few batches where word2vec put them. The LSTM's final
+forward and backward states, concatenated (and projected when 2 * hidden
+differs from dim), are the shared product embedding z.
 
 Training is discriminative and multi-task with alternating optimisation:
 every batch picks one task uniformly at random and updates the shared
@@ -16,14 +18,19 @@ and decoding the title's TF-IDF vector.
 
 Product groups (`product_groups=True`, the default): the paper trains one
 network per product group and maps the group-specific embeddings into one
-space with a sparse autoencoder. Training a network per category is too
-slow here, so each category with enough products gets a small adapter
-instead, a linear map of the shared z (started at the identity and held
-near it) trained with fresh copies of the heads on the tasks that vary
-within that category (a neck type exists for tops, not for bags). A sparse
-autoencoder (`sparse_autoencoder`, L1 activity penalty, code size `dim`)
-then encodes the per-category embeddings into one category-agnostic space;
-its code is the output. With `product_groups=False` the output is z itself.
+space with a sparse autoencoder. A network per category is too slow here,
+so each category with enough products gets a small adapter instead: a
+linear map of the shared z, started at the identity and held near it,
+trained with fresh copies of the heads on the tasks that vary within that
+category (a neck type exists for tops, not for bags). Products without a
+category join the one the category head predicts when it is confident. A
+sparse autoencoder (`sparse_autoencoder`, L1 activity penalty, code size
+`dim`) then encodes the per-category embeddings into one category-agnostic
+space; its code is the output. With `product_groups=False` the output is z.
+
+Warm start: retrains see a new vocabulary, so no weight carries over;
+instead the output of products in the previous snapshot is pulled towards
+their previous vectors (up to a learned offset, as snapshots are centred).
 """
 
 from __future__ import annotations
@@ -52,13 +59,15 @@ class MRNetConfig(ProducerConfig):
     # Description words read after the title; 0 reads titles only.
     desc_tokens: int = 16
     # Words in more than this share of products are not read (stop words).
-    max_word_share: float = 0.3
+    max_word_share: float = 0.5
     # Shared BiLSTM (per direction: 2 * hidden = dim needs no projection) and multi-task training.
     hidden: int = 32
     epochs: int = 8
     batch_size: int = 128
     lr: float = 3e-3
-    # Tasks: a column labelled for less than this share of products is left out.
+    # Tasks: a column labelled for less than this share of products is left out
+    # ("mostly null"). Not 0.5: a column only some categories have, like a
+    # neck type, is exactly what the per-category adapters learn from.
     min_labelled: float = 0.25
     min_class_size: int = 5
     tfidf_features: int = 1024
@@ -205,8 +214,7 @@ class MRNet(Producer):
         optimiser = torch.optim.Adam([*encoder.parameters(), *heads.parameters(), offset], lr=cfg.lr)
 
         # Anchors: with product groups the output is the autoencoder's code,
-        # so the pull acts there; otherwise on z. Up to a learned offset,
-        # because snapshots are centred.
+        # so the pull acts there; otherwise on z.
         anchors, anchored = None, np.zeros(n, dtype=bool)
         if context.previous is not None and context.previous.dim == cfg.dim and cfg.anchor > 0:
             anchors, anchored = context.previous.lookup(products[C.PRODUCT_ID])

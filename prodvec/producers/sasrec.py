@@ -11,8 +11,8 @@ contexts end up with similar rows.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -148,8 +148,9 @@ class SASRec(Producer):
         model = build_model(n_items, cfg).to(device)
         if context.previous is not None and context.previous.dim == cfg.dim:
             rows, found = context.previous.lookup(product_ids)
+            known = torch.as_tensor(found, device=device)
             with torch.no_grad():
-                model.items.weight[1:][torch.as_tensor(found, device=device)] = torch.as_tensor(rows[found], device=device)
+                model.items.weight[1:][known] = torch.as_tensor(rows[found], device=device)
         # fused: one kernel for all ~30 small tensors instead of a dozen ops each, on a CPU too.
         optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.l2, fused=True)
 

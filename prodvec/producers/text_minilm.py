@@ -71,12 +71,14 @@ def product_texts(products: pd.DataFrame, sentences: int = 0) -> pd.Series:
 def encode(texts: list[str], device, batch_size: int, max_tokens: int, progress: bool) -> np.ndarray:
     """Unit 384-d vectors of `texts`, encoding only those this process has not seen yet."""
     keys = [(device.type, max_tokens, t) for t in texts]
-    todo = sorted({k for k in keys if k not in _ENCODED}, key=lambda k: (len(k[2]), k[2]))
+    todo = {k for k in keys if k not in _ENCODED}
+    if len(_ENCODED) + len(todo) > _CACHE_LIMIT:
+        _ENCODED.clear()
+        todo = set(keys)
+    todo = sorted(todo, key=lambda k: (len(k[2]), k[2]))
     if todo:
         model = load_encoder(str(device))
         model.max_seq_length = max_tokens
-        if len(_ENCODED) + len(todo) > _CACHE_LIMIT:
-            _ENCODED.clear()
         # Sorted by length, so a batch holds texts of similar length and little padding.
         for start in tqdm(range(0, len(todo), batch_size), desc="text_minilm", unit="batch", disable=not progress,
                           leave=False):
@@ -104,8 +106,10 @@ class TextMiniLM(Producer):
         texts = product_texts(shop.products, cfg.description_sentences)
         has_text = (texts != "").to_numpy()
         # A product with no words gets no vector rather than the encoder's vector of nothing.
-        if has_text.sum() < max(cfg.dim, 2):
-            raise InsufficientData(f"{int(has_text.sum())} products with a title or description; need {max(cfg.dim, 2)}")
+        # The PCA needs as many products as components; centring needs two.
+        needed = cfg.dim if cfg.dim < ENCODER_DIM else 2
+        if has_text.sum() < needed:
+            raise InsufficientData(f"{int(has_text.sum())} products with a title or description; need {needed}")
         ids = shop.products[C.PRODUCT_ID].to_numpy()[has_text]
         vectors = encode(texts[has_text].tolist(), torch_device(cfg.device), cfg.batch_size, cfg.max_tokens,
                          context.progress).astype(np.float64)

@@ -31,6 +31,9 @@ class Word2VecConfig(ProducerConfig):
     sample: float = 1e-3
     alpha: float = 0.05
     min_alpha: float = 1e-4
+    # Learning-rate factor of products carried over from the previous snapshot:
+    # below 1 they refine their old place instead of wandering off (gensim's lockf).
+    warm_lock: float = 1.0
 
 
 def stable_hash(text: str) -> int:
@@ -75,6 +78,7 @@ def fit_word2vec(corpus, cfg: Word2VecConfig, context: TrainContext, desc: str, 
     if previous is not None and previous.dim == cfg.dim:
         rows, found = previous.lookup(np.asarray(model.wv.index_to_key, dtype=object))
         model.wv.vectors[found] = rows[found]
+        model.wv.vectors_lockf = np.where(found, cfg.warm_lock, 1.0).astype(np.float32)
 
     bar = tqdm(total=cfg.epochs, desc=desc, disable=not context.progress, leave=False)
 
