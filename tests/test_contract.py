@@ -13,7 +13,7 @@ import pytest
 
 from prodvec import columns as C
 from prodvec.shop import ContractError, Shop, load_shop
-from shop_factory import make_shop, shop_tables
+from tests.shop_factory import make_shop, shop_tables
 
 P, E, O = C.PRODUCTS_FILE, C.EVENTS_FILE, C.ORDERS_FILE
 TABLE = {P: "products", E: "events", O: "orders"}
