@@ -31,9 +31,10 @@ class Word2VecConfig(ProducerConfig):
     sample: float = 1e-3
     alpha: float = 0.05
     min_alpha: float = 1e-4
-    # Learning-rate factor of products carried over from the previous snapshot:
-    # below 1 they refine their old place instead of wandering off (gensim's lockf).
-    warm_lock: float = 1.0
+    # Learning-rate factor of products carried over from the previous snapshot
+    # (gensim's lockf): below 1 they refine their old place instead of wandering
+    # off, so a model trained on older snapshots keeps reading the new ones.
+    warm_lock: float = 0.1
 
 
 def stable_hash(text: str) -> int:
@@ -64,8 +65,9 @@ def fit_word2vec(corpus, cfg: Word2VecConfig, context: TrainContext, desc: str, 
     Deterministic: one worker thread, `seed` for the initial vectors, the
     sampling and the negatives, and a process-independent `hashfxn`. Tokens
     that are product ids known to `context.previous` start from their previous
-    vectors (set after `build_vocab`, before `train`), so successive cutoffs
-    refine one space instead of drawing a new one.
+    vectors (set after `build_vocab`, before `train`) and learn at `warm_lock`
+    times the rate, so successive cutoffs refine one space instead of drawing
+    a new one.
     """
     from gensim.models import Word2Vec
     from gensim.models.callbacks import CallbackAny2Vec
