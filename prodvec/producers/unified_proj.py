@@ -103,7 +103,7 @@ class UnifiedProj(Producer):
             optimiser.step()
         self.selection_ = {"objective": "side-information classification + held-out co-click contrast",
                            "tasks": [t[0] for t in targets], "coclick_pairs": int(len(pairs)),
-                           "validation_split": str(split), "final_loss": round(float(loss), 4)}
+                           "validation_split": str(split), "final_loss": round(float(loss.detach()), 4)}
         return projection.weight.detach().cpu().numpy().T.astype(np.float32)
 
     def train(self, shop: Shop, context: TrainContext) -> Embeddings:
