@@ -29,7 +29,7 @@ FAST: dict[str, dict] = {
     "prodsi2vec": {"dim": 16},
     "deepwalk_prod2vec": {"dim": 16},
     "deepwalk_prodsi2vec": {"dim": 16},
-    "image_siamese": {"dim": 16, "side": 32, "width": 16, "epochs": 3},
+    "image_siamese": {"dim": 16, "side": 32, "width": 16, "epochs": 4, "batch_size": 32},
 }
 # Families a fusion reads, trained first into the same store.
 MODALITIES = ("text_dae", "clicks_bpr")

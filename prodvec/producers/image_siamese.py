@@ -51,11 +51,11 @@ class SiameseConfig(ProducerConfig):
     hard_share: float = 0.5  # anchors that bring a hard negative from their category
     # Side-information columns that describe what a photo shows (comma-separated);
     # those absent from a shop are ignored.
-    attributes: str = "color,colour,pattern"
+    attributes: str = "color,colour,baseColour,pattern"
     shift: int = 4  # pixels of random translation
     zoom: float = 0.08
     jitter: float = 0.15  # brightness and contrast; hue is left alone, colour is an attribute
-    anchor: float = 1.0  # weight of the pull towards the previous snapshot (warm start)
+    anchor: float = 3.0  # weight of the pull towards the previous snapshot (warm start)
     min_images: int = 16
 
 
@@ -161,8 +161,11 @@ class TripletSampler:
         group = self.labels.group[anchors]
         lo = np.searchsorted(self.pool_group, group, "left")
         hi = np.searchsorted(self.pool_group, group, "right")
-        mate = self.pool[np.minimum(lo + (self.rng.random(len(anchors)) * (hi - lo)).astype(np.int64), len(self.pool) - 1)] \
-            if len(self.pool) else anchors
+        if not len(self.pool):
+            return anchors
+        # A uniform member of the anchor's group (possibly itself: then only the augmentation differs).
+        pick = lo + (self.rng.random(len(anchors)) * (hi - lo)).astype(np.int64)
+        mate = self.pool[np.minimum(pick, len(self.pool) - 1)]
         use = (group >= 0) & (self.rng.random(len(anchors)) < self.cfg.mate_share)
         return np.where(use, mate, anchors)
 
@@ -214,8 +217,6 @@ class ImageSiamese(Producer):
     min_coverage = 0.5
 
     def train(self, shop: Shop, context: TrainContext) -> Embeddings:
-        import torch
-
         cfg = self.config
         rng = seed_torch(cfg.seed)
         device = torch_device(cfg.device)
@@ -236,9 +237,6 @@ class ImageSiamese(Producer):
         sampler = TripletSampler(labels, rng, cfg)
         label_t = torch.as_tensor(labels.label, device=device)
         category_t = torch.as_tensor(labels.category, device=device)
-        self.card_extras_ = {"images": {"products": len(bank), "attributes": labels.attributes,
-                                        "grouped": int((labels.group >= 0).sum())}}
-
         # Conv weights are not stored in a snapshot, so a retrain starts from
         # scratch; known products are pulled towards their previous vectors.
         anchored = np.zeros(len(bank), dtype=bool)
@@ -249,6 +247,9 @@ class ImageSiamese(Producer):
             targets = F.normalize(torch.as_tensor(rows, device=device), dim=1)
             if anchored.any():
                 epochs = cfg.warm_epochs
+        self.card_extras_ = {"images": {"products": len(bank), "attributes": labels.attributes,
+                                        "grouped": int((labels.group >= 0).sum()),
+                                        "warm_started": int(anchored.sum()), "epochs": epochs}}
 
         net = network(cfg).to(device).to(memory_format=torch.channels_last)
         optimiser = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
@@ -282,7 +283,8 @@ class ImageSiamese(Producer):
             for start in range(0, n, 512):
                 rows = np.arange(start, min(start + 512, n))
                 out[rows] = F.normalize(net(to_input(bank.batch(rows), device)), dim=1).cpu().numpy()
-        # Unit vectors share a common direction; removing it spreads cosines
-        # (what the gate's isotropy and mean-cosine checks read).
+        # Centred, so an offset shared by all products cannot build up from
+        # one warm-started retrain to the next, then back on the unit sphere
+        # the warm-start pull compares directions on.
         out -= out.mean(axis=0, keepdims=True)
-        return out
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)

@@ -53,18 +53,20 @@ from prodvec.shop.model import TEXT, Shop
 class MRNetConfig(ProducerConfig):
     # Word vectors (gensim word2vec on titles + descriptions).
     word_dim: int = 48
-    w2v_epochs: int = 10
+    w2v_epochs: int = 5
     w2v_window: int = 5
     w2v_min_count: int = 2
+    fine_tune_words: bool = False
     # Description words read after the title; 0 reads titles only.
-    desc_tokens: int = 16
+    desc_tokens: int = 6
     # Words in more than this share of products are not read (stop words).
     max_word_share: float = 0.5
     # Shared BiLSTM (per direction: 2 * hidden = dim needs no projection) and multi-task training.
     hidden: int = 32
-    epochs: int = 8
-    batch_size: int = 128
-    lr: float = 3e-3
+    # Every step trains one task, so each task sees about epochs * n / batch_size / n_tasks batches.
+    epochs: int = 24
+    batch_size: int = 256
+    lr: float = 1e-2
     # Tasks: a column labelled for less than this share of products is left out
     # ("mostly null"). Not 0.5: a column only some categories have, like a
     # neck type, is exactly what the per-category adapters learn from.
@@ -80,6 +82,7 @@ class MRNetConfig(ProducerConfig):
     adapter_l2: float = 1.0
     sae_epochs: int = 15
     sae_l1: float = 1e-3
+    sae_group_decay: float = 0.1
     # Weight of the pull towards the previous snapshot's vectors (warm start).
     anchor: float = 1.0
 
@@ -151,7 +154,7 @@ def _target_tensor(task: Task, device):
     return torch.as_tensor(task.target, dtype=dtype, device=device)
 
 
-def build_encoder(vectors: np.ndarray, hidden: int, dim: int):
+def build_encoder(vectors: np.ndarray, hidden: int, dim: int, freeze: bool = True):
     import torch
     from torch import nn
     from torch.nn.utils.rnn import pack_padded_sequence
@@ -159,7 +162,7 @@ def build_encoder(vectors: np.ndarray, hidden: int, dim: int):
     class Encoder(nn.Module):
         def __init__(self):
             super().__init__()
-            self.words = nn.Embedding.from_pretrained(torch.as_tensor(vectors), freeze=True, padding_idx=0)
+            self.words = nn.Embedding.from_pretrained(torch.as_tensor(vectors), freeze=freeze, padding_idx=0)
             self.lstm = nn.LSTM(vectors.shape[1] + 1, hidden, batch_first=True, bidirectional=True)
             self.project = nn.Identity() if 2 * hidden == dim else nn.Linear(2 * hidden, dim)
 
@@ -207,7 +210,7 @@ class MRNet(Producer):
         ids, flags = torch.as_tensor(ids_np, device=device), torch.as_tensor(flags_np, device=device)
         lengths = torch.as_tensor(lengths_np)
 
-        encoder = build_encoder(vectors, cfg.hidden, cfg.dim).to(device)
+        encoder = build_encoder(vectors, cfg.hidden, cfg.dim, freeze=not cfg.fine_tune_words).to(device)
         heads = nn.ModuleList([nn.Linear(cfg.dim, t.width) for t in tasks]).to(device)
         targets = [_target_tensor(t, device) for t in tasks]
         offset = nn.Parameter(torch.zeros(cfg.dim, device=device))  # used by the anchor only
@@ -265,7 +268,8 @@ class MRNet(Producer):
             groups = impute_groups(groups, names, products, z_all, tasks, heads, device)
             n_groups = len(names)
             adapted = fit_group_adapters(z_all, groups, n_groups, tasks, heads, cfg, device)
-            sae = SparseAutoencoderConfig(code=cfg.dim, epochs=cfg.sae_epochs, l1=cfg.sae_l1, anchor=cfg.anchor)
+            sae = SparseAutoencoderConfig(code=cfg.dim, epochs=cfg.sae_epochs, l1=cfg.sae_l1,
+                                          group_decay=cfg.sae_group_decay, anchor=cfg.anchor)
             out = fit_sparse_autoencoder(adapted, groups, n_groups, sae, rng, device, anchors=anchors,
                                          anchored=anchored, progress=context.progress)
         # The model card records what the shop let the method learn.

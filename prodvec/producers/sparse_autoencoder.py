@@ -32,7 +32,7 @@ class SparseAutoencoderConfig:
     l1: float = 1e-3
     # Decay of the per-group encoder blocks: a group departs from the shared
     # encoding only where its reconstruction pays for it.
-    group_decay: float = 1e-2
+    group_decay: float = 0.1
     anchor: float = 1.0
 
 
