@@ -64,7 +64,7 @@ class MRNetConfig(ProducerConfig):
     # Shared BiLSTM (per direction: 2 * hidden = dim needs no projection) and multi-task training.
     hidden: int = 32
     # Every step trains one task, so each task sees about epochs * n / batch_size / n_tasks batches.
-    epochs: int = 24
+    epochs: int = 20
     batch_size: int = 256
     lr: float = 1e-2
     # Tasks: a column labelled for less than this share of products is left out
@@ -76,11 +76,11 @@ class MRNetConfig(ProducerConfig):
     # Product-group step: per-category adapters, then a sparse autoencoder.
     product_groups: bool = True
     min_group_size: int = 20
-    adapter_steps: int = 40
+    adapter_steps: int = 30
     adapter_lr: float = 2e-2
     # Weight of ||A_g - I||^2: keeps each category's map a small correction.
     adapter_l2: float = 1.0
-    sae_epochs: int = 15
+    sae_epochs: int = 12
     sae_l1: float = 1e-3
     sae_group_decay: float = 0.1
     # Weight of the pull towards the previous snapshot's vectors (warm start).
