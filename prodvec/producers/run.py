@@ -98,7 +98,9 @@ def produce(shop: Shop, family: str, cutoffs: list[pd.Timestamp], store: Snapsho
     results = []
     for cutoff in sorted(pd.Timestamp(c) for c in cutoffs):
         view = shop.until(cutoff)
-        earlier = [r for r in store.snapshots(family, version) if r.cutoff < cutoff]
+        # A refused snapshot is never served, so it is no reference for the next one either.
+        earlier = [r for r in store.snapshots(family, version)
+                   if r.cutoff < cutoff and r.card().get("validation", {}).get("success", True)]
         previous = store.read(earlier[-1]) if earlier else None
         context = TrainContext(cutoff=cutoff, store=store, previous=previous, progress=progress, log=log)
         started = time.perf_counter()
