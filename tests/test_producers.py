@@ -136,3 +136,10 @@ def test_unified_freezes_its_weights_after_the_first_snapshot(shop_and_truth, mo
     later = produce(shop, "unified", [first_cut + pd.Timedelta(days=7)], modality_store,
                     overrides=FAST["unified"], progress=False, log=lambda m: None)[0].ref.card()["fusion"]
     assert later["frozen"] and later["weights"] == first["weights"]
+
+
+def test_settings_given_as_text_take_the_field_type():
+    producer = make_producer("mrnet", {"product_groups": "false", "epochs": "3"})
+    assert producer.config.product_groups is False and producer.config.epochs == 3
+    with pytest.raises(ValueError, match="true or false"):
+        make_producer("mrnet", {"product_groups": "maybe"})

@@ -47,7 +47,14 @@ def make_producer(family: str, overrides: dict | None = None) -> Producer:
     typed = {}
     for key, value in overrides.items():
         default = getattr(cls.Config(), key)
-        typed[key] = type(default)(value) if isinstance(value, str) and not isinstance(default, str) else value
+        if isinstance(value, str) and isinstance(default, bool):  # bool("false") would be True
+            if value.lower() not in ("true", "1", "yes", "false", "0", "no"):
+                raise ValueError(f"{family}.{key}: expected true or false, got {value!r}")
+            typed[key] = value.lower() in ("true", "1", "yes")
+        elif isinstance(value, str) and not isinstance(default, str):
+            typed[key] = type(default)(value)
+        else:
+            typed[key] = value
     return cls(cls.Config(**typed))
 
 
