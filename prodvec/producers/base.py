@@ -46,6 +46,13 @@ class TrainContext:
     # (warm start) so that retrains stay in one space a downstream model can
     # keep reading; the framework then rotates the result onto it.
     previous: Embeddings | None = None
+
+    def previous_rows(self, ids, dim: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Previous vectors for `ids` and which were known, or None without a previous
+        snapshot of this dimension (the one check every warm start needs)."""
+        if self.previous is None or self.previous.dim != dim:
+            return None
+        return self.previous.lookup(ids)
     progress: bool = True
     log: Callable[[str], None] = field(default=lambda msg: None)
 

@@ -242,8 +242,9 @@ class ImageSiamese(Producer):
         anchored = np.zeros(len(bank), dtype=bool)
         targets = torch.zeros((len(bank), cfg.dim), device=device)
         epochs = cfg.epochs
-        if context.previous is not None and context.previous.dim == cfg.dim and cfg.anchor > 0:
-            rows, anchored = context.previous.lookup(bank.ids)
+        warm = context.previous_rows(bank.ids, cfg.dim)
+        if warm is not None and cfg.anchor > 0:
+            rows, anchored = warm
             targets = F.normalize(torch.as_tensor(rows, device=device), dim=1)
             if anchored.any():
                 epochs = cfg.warm_epochs

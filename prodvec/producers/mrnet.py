@@ -219,8 +219,9 @@ class MRNet(Producer):
         # Anchors: with product groups the output is the autoencoder's code,
         # so the pull acts there; otherwise on z.
         anchors, anchored = None, np.zeros(n, dtype=bool)
-        if context.previous is not None and context.previous.dim == cfg.dim and cfg.anchor > 0:
-            anchors, anchored = context.previous.lookup(products[C.PRODUCT_ID])
+        warm = context.previous_rows(products[C.PRODUCT_ID], cfg.dim)
+        if warm is not None and cfg.anchor > 0:
+            anchors, anchored = warm
         pull_z = anchors is not None and not cfg.product_groups and anchored.any()
         if pull_z:
             anchor_t, anchored_t = torch.as_tensor(anchors, device=device), torch.as_tensor(anchored, device=device)

@@ -146,8 +146,9 @@ class SASRec(Producer):
         targets_all = torch.as_tensor(windows[:, 1:], device=device)
 
         model = build_model(n_items, cfg).to(device)
-        if context.previous is not None and context.previous.dim == cfg.dim:
-            rows, found = context.previous.lookup(product_ids)
+        warm = context.previous_rows(product_ids, cfg.dim)
+        if warm is not None:
+            rows, found = warm
             known = torch.as_tensor(found, device=device)
             with torch.no_grad():
                 model.items.weight[1:][known] = torch.as_tensor(rows[found], device=device)

@@ -118,8 +118,9 @@ class TextDAE(Producer):
         # products known last time are pulled towards their previous vectors.
         anchors = torch.zeros((n, cfg.dim), device=device)
         anchored = torch.zeros(n, dtype=torch.bool, device=device)
-        if context.previous is not None and context.previous.dim == cfg.dim and cfg.anchor > 0:
-            rows, found = context.previous.lookup(shop.products[C.PRODUCT_ID])
+        warm = context.previous_rows(shop.products[C.PRODUCT_ID], cfg.dim)
+        if warm is not None and cfg.anchor > 0:
+            rows, found = warm
             anchors = torch.as_tensor(rows, device=device)
             anchored = torch.as_tensor(found, device=device)
 
