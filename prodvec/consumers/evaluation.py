@@ -50,11 +50,18 @@ class EvalContext:
     eval_cutoff: pd.Timestamp
     seed: int = 0
     random_dim: int = 64
+    # Cutoffs of the snapshots the families were trained at (the schedule); empty = unknown.
+    snapshot_times: tuple[pd.Timestamp, ...] = ()
     _random: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def families(self) -> list[str]:
         return list(self.views)
+
+    @property
+    def newest_snapshot(self) -> pd.Timestamp:
+        """The last time any snapshot was trained: products listed later have no embedding anywhere."""
+        return max(self.snapshot_times) if self.snapshot_times else self.shop.end
 
     def embeddings(self, entity_df: pd.DataFrame, with_random: bool = True) -> dict[str, Lookup]:
         """family -> Lookup aligned with `entity_df` (needs product_id, event_timestamp)."""
