@@ -16,6 +16,8 @@ from pathlib import Path
 
 import click
 
+from prodvec.importers import IMPORTERS as _IMPORTERS  # names only; a format's module loads when used
+
 HOME_OPTION = click.option("--home", type=click.Path(path_type=Path), default=None,
                            help="Where snapshots, the Feast registry and online store live "
                                 "[default: $PRODVEC_HOME or ./workspace].")
@@ -93,6 +95,35 @@ def generate(shop_dir: Path, truth_dir: Path | None, n_products: int | None, see
     summary = generate_shop(shop_dir, truth_dir, config, overwrite=overwrite)
     click.echo(f"generate: {summary['products']} products, {summary['events']} events, {summary['orders']} order "
                f"lines ({summary['return_rate']:.0%} returned) -> {shop_dir}; ground truth -> {truth_dir}")
+
+
+@main.command(name="import")
+@click.argument("format_name", metavar="FORMAT", type=click.Choice(list(_IMPORTERS)))
+@click.argument("source", type=click.Path(path_type=Path, exists=True))
+@click.argument("shop_dir", type=click.Path(path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace the shop files in an existing SHOP_DIR.")
+def import_(format_name: str, source: Path, shop_dir: Path, overwrite: bool):
+    """Turn public data (or your export) at SOURCE into a shop directory SHOP_DIR.
+
+    \b
+    Formats (docs/bring-your-own-shop.md has one example each):
+      myntra          styles.csv + images/<id>.jpg (Kaggle Fashion Product Images): a catalogue
+      online-retail   UCI Online Retail invoices: products, purchases, orders with returns
+      session-clicks  YooChoose / Diginetica click logs: sessions of bare item ids
+
+    The shop is checked against the contract before it is written.
+    """
+    from prodvec.importers import importer
+    from prodvec.importers.io import summarize
+    from prodvec.shop import ContractError
+
+    try:
+        importer(format_name).import_shop(source, shop_dir, overwrite=overwrite, log=click.echo)
+    except (ContractError, FileExistsError) as error:
+        raise click.ClickException(str(error)) from None
+    n = summarize(shop_dir)
+    click.echo(f"import {format_name}: {n['products']} products, {n['events']} events, {n['orders']} order lines "
+               f"({n['returned']} returned), {n['images']} images -> {shop_dir}")
 
 
 @main.command()

@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from prodvec import columns as C
 from prodvec import feast_ops
 from prodvec.consumers.returns import BASELINE, ReturnTask, evaluate_returns
+from prodvec.producers.base import InsufficientData
 from prodvec.producers.run import RunResult, produce
-from prodvec.shop.model import Shop
+from prodvec.shop.model import EVENTS, ORDERS, Shop
 from prodvec.snapshots import SnapshotStore, view_name
 
 BACKBONE_FAMILIES = ("text_dae", "clicks_bpr", "unified")
@@ -32,7 +34,15 @@ def all_families() -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Schedule:
-    """Retrain every `every_days`, the first time `first_days` after the shop opens."""
+    """Retrain every `every_days`, the first time `first_days` after the shop opens.
+
+    A retrain is only scheduled when something arrived since the previous one
+    (a catalogue listed in yearly batches gets one per batch, not one a
+    month). A catalogue without events or orders is trained once, at its end:
+    nothing time-stamped reads its embeddings point-in-time, so earlier
+    snapshots would only cost time. A shop younger than `first_days` also gets
+    one snapshot, at its end, rather than none.
+    """
 
     first_days: int = 28
     every_days: int = 28
@@ -40,12 +50,22 @@ class Schedule:
     eval_days: int = 112
 
     def cutoffs(self, shop: Shop) -> list[pd.Timestamp]:
-        start = shop.products["created_at"].min().normalize()
-        out, day = [], self.first_days
+        if not (shop.has(EVENTS) or shop.has(ORDERS)):
+            return [shop.end]
+        start = shop.products[C.CREATED_AT].min().normalize()
+        grid, day = [], self.first_days
         while start + pd.Timedelta(days=day) <= shop.end:
-            out.append(start + pd.Timedelta(days=day))
+            grid.append(start + pd.Timedelta(days=day))
             day += self.every_days
-        return out
+        if not grid:
+            return [shop.end]
+        # Which grid interval each arrival falls in; an interval nobody arrived in trains nothing new.
+        stamps = [shop.products[C.CREATED_AT]]
+        stamps += [shop.events[C.TS]] if shop.has(EVENTS) else []
+        stamps += [shop.orders[C.ORDERED_AT], shop.orders[C.RETURNED_AT].dropna()] if shop.has(ORDERS) else []
+        utc = lambda t: t.tz_convert(None).to_numpy(dtype="datetime64[ns]")  # noqa: E731
+        arrivals = np.unique(np.searchsorted(utc(pd.DatetimeIndex(grid)), utc(pd.concat(stamps).dt), side="left"))
+        return [grid[i] for i in arrivals if i < len(grid)]
 
     def eval_cutoff(self, shop: Shop) -> pd.Timestamp:
         return shop.products["created_at"].min().normalize() + pd.Timedelta(days=self.eval_days)
@@ -106,7 +126,7 @@ def run_pipeline(shop: Shop, home: Path, *, families=BACKBONE_FAMILIES, schedule
     for family in families:
         runs = produce(shop, family, cutoffs, store, overrides=(overrides or {}).get(family), replace=replace,
                        progress=progress, log=log)
-        if runs and runs[0].skipped:
+        if runs and all(r.skipped for r in runs):
             log(runs[0].line())
             continue
         promote_passed(store, runs, log)
@@ -116,12 +136,18 @@ def run_pipeline(shop: Shop, home: Path, *, families=BACKBONE_FAMILIES, schedule
     log(f"feast apply: {len(views)} feature views: {', '.join(views)}")
     result.served = feast_ops.materialize(fs, home)
     log(f"feast materialize: {sum(result.served.values())} product rows online")
-    if shop.has("orders"):
+    if not shop.has(ORDERS):
+        log("return model: skipped: needs orders, which this shop does not have")
+    else:
         task = ReturnTask(eval_cutoff=schedule.eval_cutoff(shop), train_from=cutoffs[0] if cutoffs else None)
-        result.returns = evaluate_returns(shop, fs, latest_views(store), task)
-        auc = result.returns.set_index("family")["return_auc"]
-        log(f"return model: AUC {auc.get(BASELINE, float('nan')):.3f} without embeddings, "
-            f"best {auc.drop(BASELINE).idxmax()} {auc.drop(BASELINE).max():.3f}")
+        try:
+            result.returns = evaluate_returns(shop, fs, latest_views(store), task)
+        except InsufficientData as reason:
+            log(f"return model: skipped: {reason}")
+        else:
+            auc = result.returns.set_index("family")["return_auc"]
+            log(f"return model: AUC {auc.get(BASELINE, float('nan')):.3f} without embeddings, "
+                f"best {auc.drop(BASELINE).idxmax()} {auc.drop(BASELINE).max():.3f}")
     result.table = results_table(store, result.returns)
     result.seconds = time.perf_counter() - started
     return result

@@ -20,6 +20,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from prodvec import columns as C
 from prodvec.consumers.features import historical_embeddings, user_history
+from prodvec.producers.base import InsufficientData
 from prodvec.shop.model import Shop
 
 BASELINE = "no_embedding"
@@ -82,8 +83,8 @@ def evaluate_returns(shop: Shop, fs, views: dict[str, str], task: ReturnTask) ->
     """
     train, test = split_orders(shop, task)
     if train.empty or test.empty or train[C.RETURNED].nunique() < 2:
-        raise ValueError(f"return task: {len(train)} train and {len(test)} test orders around "
-                         f"{task.eval_cutoff}; need both, with returned and kept lines")
+        raise InsufficientData(f"return task: {len(train)} train and {len(test)} test orders around "
+                               f"{task.eval_cutoff}; need both, with returned and kept lines")
     entity = lambda rows: rows.rename(columns={C.ORDERED_AT: C.EVENT_TIMESTAMP})  # noqa: E731
     train_emb = historical_embeddings(fs, entity(train), list(views.values()))
     test_emb = historical_embeddings(fs, entity(test), list(views.values()))

@@ -7,7 +7,7 @@ format. The API (stable; other importers build on it):
     table = read_csv(source / "styles.csv", dtype=str)          # SourceError if missing/unreadable
     require_columns(table, "styles.csv", ["id", "year"])        # SourceError naming what is missing
     reject_rows(table, bad, "styles.csv", "id", "must be unique")   # stop with an example row
-    table = drop_rows(table, bad, "styles.csv", "year", "is missing", log)  # drop, say how many
+    table = drop_rows(table, bad, "styles.csv", "year", "no year", log)     # drop, say why and how many
     naive = parse_times(table, "InvoiceDate", "x.csv")          # SourceError on unparseable values
     ts = local_to_utc(naive, "Europe/London")                   # explicit zone, never guessed
     ids = id_strings(table["CustomerID"])                       # 17850.0 -> "17850", NaN -> None
@@ -93,11 +93,14 @@ def require_columns(df: pd.DataFrame, file: str, names: Iterable[str]) -> None:
 
 
 def _example(df: pd.DataFrame, bad: np.ndarray, column: str | None, keys: Iterable[str]) -> tuple[int, dict]:
-    row = int(np.flatnonzero(bad)[0])
+    position = int(np.flatnonzero(bad)[0])
+    label = df.index[position]
+    # Importers keep the source's row labels through filtering, so the row named is the source's.
+    row = int(label) if isinstance(label, (int, np.integer)) else position
     shown = [c for c in dict.fromkeys([*keys, *([column] if column else [])]) if c in df.columns]
     values = {}
     for c in shown:
-        v = df[c].iat[row]
+        v = df[c].iat[position]
         if v is None or (pd.api.types.is_scalar(v) and pd.isna(v)):
             v = None
         elif isinstance(v, pd.Timestamp):
@@ -112,8 +115,9 @@ def reject_rows(df: pd.DataFrame, bad, file: str, column: str | None, rule: str,
                 keys: Iterable[str] = ()) -> None:
     """Raise `SourceError` when any row of the boolean mask `bad` is set; `keys` are shown in the example.
 
-    The row number is the 0-based position in `df` (for a CSV read whole: the
-    data line, header not counted).
+    The row named is `df`'s integer index label (its position otherwise): for a
+    CSV read whole and filtered without resetting the index, the 0-based data
+    line, header not counted.
     """
     bad = np.asarray(bad, dtype=bool)
     if bad.any():
@@ -121,17 +125,20 @@ def reject_rows(df: pd.DataFrame, bad, file: str, column: str | None, rule: str,
         raise SourceError(file, column, rule, example=example, row=row, count=int(bad.sum()))
 
 
-def drop_rows(df: pd.DataFrame, bad, file: str, column: str | None, rule: str, log: Log,
+def drop_rows(df: pd.DataFrame, bad, file: str, column: str | None, why: str, log: Log,
               keys: Iterable[str] = ()) -> pd.DataFrame:
-    """`df` without the rows of mask `bad`, logging how many were dropped and one example."""
+    """`df` without the rows of mask `bad` (index kept), logging why, how many and one example:
+
+        styles.csv, column 'productDisplayName': no product name: dropped 2 rows (e.g. row 3325: {...})
+    """
     bad = np.asarray(bad, dtype=bool)
     if not bad.any():
         return df
     row, example = _example(df, bad, column, keys)
     where = file if column is None else f"{file}, column {column!r}"
     n = int(bad.sum())
-    log(f"{where}: dropped {n} row{'' if n == 1 else 's'} that {rule} (e.g. row {row}: {example})")
-    return df[~bad].reset_index(drop=True)
+    log(f"{where}: {why}: dropped {n} row{'' if n == 1 else 's'} (e.g. row {row}: {example})")
+    return df[~bad]
 
 
 # -- converting values ------------------------------------------------------------
