@@ -10,6 +10,7 @@ added to every lookup, so each task carries a chance-level row for free.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,6 +54,7 @@ class EvalContext:
     # Cutoffs of the snapshots the families were trained at (the schedule); empty = unknown.
     snapshot_times: tuple[pd.Timestamp, ...] = ()
     _random: np.ndarray | None = field(default=None, repr=False)
+    _cache: dict = field(default_factory=dict, repr=False)
 
     @property
     def families(self) -> list[str]:
@@ -64,8 +66,17 @@ class EvalContext:
         return max(self.snapshot_times) if self.snapshot_times else self.shop.end
 
     def embeddings(self, entity_df: pd.DataFrame, with_random: bool = True) -> dict[str, Lookup]:
-        """family -> Lookup aligned with `entity_df` (needs product_id, event_timestamp)."""
-        fetched = historical_embeddings(self.fs, entity_df, list(self.views.values())) if len(entity_df) else {}
+        """family -> Lookup aligned with `entity_df` (needs product_id, event_timestamp).
+
+        Several tasks ask for the same rows (e.g. the catalogue at the cutoff):
+        each distinct request goes to Feast once per context.
+        """
+        keys = entity_df[[C.PRODUCT_ID, C.EVENT_TIMESTAMP]]
+        key = hashlib.sha1(pd.util.hash_pandas_object(keys, index=False).to_numpy().tobytes()).hexdigest()
+        if key not in self._cache:
+            self._cache[key] = (historical_embeddings(self.fs, entity_df, list(self.views.values()))
+                                if len(entity_df) else {})
+        fetched = self._cache[key]
         out = {}
         for family, view in self.views.items():
             if view in fetched:

@@ -61,3 +61,26 @@ def user_history(orders: pd.DataFrame, at: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"user_orders_before": orders_before, "user_returns_before": returns_before,
                          "user_return_rate_before": returns_before / np.maximum(orders_before, 1)},
                         index=at.index)
+
+
+def sums_before(event_keys: pd.DataFrame, values: np.ndarray, query_keys: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per query (user_id, t): the sum of `values` rows of the same user with time strictly before t, and their count.
+
+    `event_keys` and `query_keys` have columns user_id and t (tz-aware). One
+    sort and one binary search, whatever the number of users: a user's events
+    occupy one contiguous run of the sorted key, so a prefix sum difference
+    gives each query its total.
+    """
+    users, _ = pd.factorize(pd.concat([event_keys[C.USER_ID], query_keys[C.USER_ID]]).astype(str))
+    stamps = pd.concat([event_keys["t"], query_keys["t"]])
+    # Times as dense ranks over both sides: the combined key stays far from int64 overflow.
+    times, rank = np.unique(pd.to_datetime(stamps, utc=True).astype("int64").to_numpy(), return_inverse=True)
+    span = len(times) + 1
+    combined = users.astype(np.int64) * span + rank.astype(np.int64)
+    ek, qk = combined[:len(event_keys)], combined[len(event_keys):]
+    order = np.argsort(ek, kind="stable")
+    ek = ek[order]
+    prefix = np.vstack([np.zeros((1, values.shape[1])), np.cumsum(values[order].astype(np.float64), axis=0)])
+    user_start = np.searchsorted(ek, (qk // span) * span, side="left")
+    upto = np.searchsorted(ek, qk, side="left")  # strictly before: equal keys are not counted
+    return prefix[upto] - prefix[user_start], (upto - user_start).astype(np.int64)

@@ -19,11 +19,12 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from prodvec import columns as C
-from prodvec.consumers.features import historical_embeddings, user_history
+from prodvec.consumers.features import historical_embeddings, sums_before, user_history
 from prodvec.producers.base import InsufficientData
 from prodvec.shop.model import Shop
 
 BASELINE = "no_embedding"
+ORDER_ROW = "order_row"
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ def split_orders(shop: Shop, task: ReturnTask) -> tuple[pd.DataFrame, pd.DataFra
         train = train[train[C.ORDERED_AT] >= task.train_from]
     orders = shop.orders
     test = orders[(orders[C.ORDERED_AT] >= task.eval_cutoff) & (orders[C.ORDERED_AT] <= shop.end - window)]
-    return train.reset_index(drop=True), test.reset_index(drop=True)
+    # Which line of shop.orders each row is: the user context is computed over all of them.
+    return (train.rename_axis(ORDER_ROW).reset_index(), test.rename_axis(ORDER_ROW).reset_index())
 
 
 def baseline_frame(shop: Shop, rows: pd.DataFrame) -> pd.DataFrame:
@@ -68,12 +70,37 @@ def _model(seed: int):
                                           categorical_features="from_dtype", random_state=seed)
 
 
-def _design(base: pd.DataFrame, matrix: np.ndarray | None, found: np.ndarray | None) -> pd.DataFrame:
+def user_context(orders: pd.DataFrame, matrix: np.ndarray, found: np.ndarray) -> pd.DataFrame:
+    """Per order line: cosine of its product to the user's earlier purchases and earlier returns.
+
+    `matrix`/`found` are the embeddings of every line of `orders`, each as served
+    at its own order time. A purchase counts from its order time, a return
+    from its `returned_at`, and only strictly earlier ones; NaN where the user
+    has none (gradient boosting reads NaN as "unknown").
+    """
+    unit = np.where(found[:, None], matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12), 0.0)
+    query = pd.DataFrame({C.USER_ID: orders[C.USER_ID].to_numpy(), "t": orders[C.ORDERED_AT].to_numpy()})
+    bought = pd.DataFrame({C.USER_ID: orders[C.USER_ID].to_numpy(), "t": orders[C.ORDERED_AT].to_numpy()})
+    returned = orders[C.RETURNED].to_numpy(bool) & found
+    sent_back = pd.DataFrame({C.USER_ID: orders[C.USER_ID].to_numpy()[returned],
+                              "t": orders[C.RETURNED_AT].to_numpy()[returned]})
+    out = {}
+    for name, events, values in (("cos_user_bought", bought[found], unit[found]),
+                                 ("cos_user_returned", sent_back, unit[returned])):
+        total, count = sums_before(events, values, query)
+        mean = total / np.maximum(np.linalg.norm(total, axis=1, keepdims=True), 1e-12)
+        out[name] = np.where((count > 0) & found, (unit * mean).sum(1), np.nan)
+    return pd.DataFrame(out, index=orders.index)
+
+
+def _design(base: pd.DataFrame, matrix: np.ndarray | None, found: np.ndarray | None,
+            context: pd.DataFrame | None = None) -> pd.DataFrame:
     if matrix is None:
         return base
     emb = pd.DataFrame(matrix, columns=[f"e{i}" for i in range(matrix.shape[1])], index=base.index)
     emb["has_embedding"] = found.astype(float)
-    return pd.concat([base, emb], axis=1)
+    parts = [base, emb] if context is None else [base, emb, context.set_index(base.index)]
+    return pd.concat(parts, axis=1)
 
 
 def evaluate_returns(shop: Shop, fs, views: dict[str, str], task: ReturnTask) -> pd.DataFrame:
@@ -85,18 +112,27 @@ def evaluate_returns(shop: Shop, fs, views: dict[str, str], task: ReturnTask) ->
     if train.empty or test.empty or train[C.RETURNED].nunique() < 2:
         raise InsufficientData(f"return task: {len(train)} train and {len(test)} test orders around "
                                f"{task.eval_cutoff}; need both, with returned and kept lines")
-    entity = lambda rows: rows.rename(columns={C.ORDERED_AT: C.EVENT_TIMESTAMP})  # noqa: E731
-    train_emb = historical_embeddings(fs, entity(train), list(views.values()))
-    test_emb = historical_embeddings(fs, entity(test), list(views.values()))
+    # Every order line once, as of its own time: rows for the model and the users' histories.
+    orders = shop.orders
+    embedded = historical_embeddings(fs, orders.rename(columns={C.ORDERED_AT: C.EVENT_TIMESTAMP}),
+                                     list(views.values()))
     base_train, base_test = baseline_frame(shop, train), baseline_frame(shop, test)
     y_train, y_test = train[C.RETURNED].to_numpy(bool), test[C.RETURNED].to_numpy(bool)
+    at_train, at_test = orders.index.get_indexer(train[ORDER_ROW]), orders.index.get_indexer(test[ORDER_ROW])
     rows = []
     for family, view in [(BASELINE, None), *views.items()]:
-        m_train, f_train = train_emb[view] if view else (None, None)
-        m_test, f_test = test_emb[view] if view else (None, None)
+        x_train, x_test, f_test = base_train, base_test, None
+        if view is not None:
+            matrix, found = embedded[view]
+            # The user's returns count in the context only once known at the train rows' time
+            # (the `orders` labels are final ones; sums_before keeps to returned_at < order time).
+            context = user_context(orders, matrix, found)
+            x_train = _design(base_train, matrix[at_train], found[at_train], context.iloc[at_train])
+            x_test = _design(base_test, matrix[at_test], found[at_test], context.iloc[at_test])
+            f_test = found[at_test]
         model = _model(task.seed)
-        model.fit(_design(base_train, m_train, f_train), y_train)
-        scores = model.predict_proba(_design(base_test, m_test, f_test))[:, 1]
+        model.fit(x_train, y_train)
+        scores = model.predict_proba(x_test)[:, 1]
         rows.append({
             "family": family, "view": view or "",
             "return_auc": roc_auc_score(y_test, scores),
