@@ -3,8 +3,9 @@
 Every metric is vectorised and memory-bounded so that a 1M x 128 table is
 measured in a couple of seconds: full passes go through the matrix in chunks of a
 few MiB, and the costly ones (SVD, pairwise cosine) look at a seeded random
-sample. The evaluation report reuses `isotropy`, `mean_pairwise_cosine` and
-`centred_energy`, so they take any float matrix, not only `Embeddings`.
+sample. The evaluation report reuses `isotropy`, `singular_values`,
+`mean_pairwise_cosine` and `centred_energy`, so they take any float matrix,
+not only `Embeddings`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,32 @@ def _candidates(vectors: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
     return np.arange(len(vectors)) if rows is None else np.asarray(rows)
 
 
+def singular_values(
+    vectors: np.ndarray,
+    *,
+    max_rows: int = SVD_ROWS,
+    seed: int = 0,
+    rows: np.ndarray | None = None,
+) -> np.ndarray:
+    """Singular values of the centred matrix, largest first, on at most `max_rows` seeded rows.
+
+    Only the first min(sampled rows - 1, dim) can be non-zero. An empty array
+    for fewer than 2 rows. The report plots them; `isotropy` is their ratio.
+    """
+    vectors = np.asarray(vectors)
+    rng = np.random.default_rng(seed)
+    sample = _sample(_candidates(vectors, rows), max_rows, rng)
+    if len(sample) < 2 or vectors.shape[1] == 0:
+        return np.zeros(0)
+    x = np.asarray(vectors[sample], dtype=np.float64)
+    x -= x.mean(axis=0)
+    # Singular values as square roots of the Gram matrix's eigenvalues: 4x
+    # faster than an SVD of the tall matrix at d = 768, and in float64 its
+    # error (~1e-8 of sigma_max) stays far below the gate's 1e-6.
+    sigma = np.sqrt(np.clip(np.linalg.eigvalsh(x.T @ x), 0.0, None))[::-1]
+    return sigma[: min(len(sample) - 1, x.shape[1])]
+
+
 def isotropy(
     vectors: np.ndarray,
     *,
@@ -50,21 +77,12 @@ def isotropy(
     shop with 64-d vectors is not "degenerate" merely for being small.
     Returns 0.0 when every sampled row is the same, NaN for fewer than 2 rows.
     """
-    vectors = np.asarray(vectors)
-    rng = np.random.default_rng(seed)
-    sample = _sample(_candidates(vectors, rows), max_rows, rng)
-    if len(sample) < 2 or vectors.shape[1] == 0:
+    sigma = singular_values(vectors, max_rows=max_rows, seed=seed, rows=rows)
+    if len(sigma) == 0:
         return float("nan")
-    x = np.asarray(vectors[sample], dtype=np.float64)
-    x -= x.mean(axis=0)
-    # Singular values as square roots of the Gram matrix's eigenvalues: 4x
-    # faster than an SVD of the tall matrix at d = 768, and in float64 its
-    # error (~1e-8 of sigma_max) stays far below the gate's 1e-6.
-    sigma = np.sqrt(np.clip(np.linalg.eigvalsh(x.T @ x), 0.0, None))[::-1]
     if sigma[0] <= 0:
         return 0.0
-    rank_bound = min(len(sample) - 1, x.shape[1])
-    return float(sigma[rank_bound - 1] / sigma[0])
+    return float(sigma[-1] / sigma[0])
 
 
 def mean_pairwise_cosine(
