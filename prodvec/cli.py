@@ -4,7 +4,7 @@
     prodvec produce text_dae --shop workspace/shop --cutoff 2025-03-01T00:00:00Z
     prodvec promote text_dae                   # serve its newest validated snapshot
     prodvec apply && prodvec materialize       # feast apply + load the online store
-    prodvec report --shop workspace/shop       # the return model on every family
+    prodvec report --shop workspace/shop       # every family on every consumer task: report.md/.html
     prodvec run --shop workspace/shop          # all of the above on a schedule of cutoffs
 """
 
@@ -293,27 +293,41 @@ def _print_table(table) -> None:
     click.echo(shown.to_string(index=False))
 
 
+REPORT_OPTION = click.option("--report-dir", type=click.Path(path_type=Path), default=None,
+                             help="Where report.md/report.html go [default: reports/<shop directory name>].")
+
+
+def _write_report(shop, home: Path, online: str, schedule, out: Path | None, tasks=None) -> None:
+    from prodvec.report import build_report
+
+    out = out if out is not None else Path("reports") / shop.root.name
+    try:
+        result = build_report(shop, home, out, online=online, schedule=schedule, tasks=tasks, log=click.echo)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo("")
+    _print_table(result.main_table.reset_index())
+    for claim in result.claims:
+        click.echo(claim)
+    click.echo(f"report: {result.markdown} and {result.html}")
+
+
 @main.command()
 @SHOP_OPTION
 @HOME_OPTION
 @ONLINE_OPTION
+@REPORT_OPTION
 @click.option("--eval-days", type=int, default=112, show_default=True,
-              help="Days after the shop opens that separate training from test orders.")
-def report(shop_dir: Path, home: Path | None, online: str, eval_days: int):
-    """Score the return model on every served family, through Feast."""
-    from prodvec import feast_ops
-    from prodvec.pipeline import Schedule, latest_views, results_table
-    from prodvec.consumers.returns import ReturnTask, evaluate_returns
-    from prodvec.snapshots import SnapshotStore
+              help="Days after the shop opens that separate training from test data.")
+@click.option("--task", "tasks", multiple=True,
+              help="Only these tasks, repeatable (attributes, similarity, returns, mrnet_comparison, retrieval, "
+                   "intrinsic) [default: all the shop supports].")
+def report(shop_dir: Path, home: Path | None, online: str, report_dir: Path | None, eval_days: int, tasks):
+    """Score every served family on every consumer task through Feast; write report.md and report.html."""
+    from prodvec.pipeline import Schedule
 
-    home = _home(home)
-    shop = _load(shop_dir)
-    store = SnapshotStore(home)
-    schedule = Schedule(eval_days=eval_days)
-    cutoffs = schedule.cutoffs(shop)
-    task = ReturnTask(eval_cutoff=schedule.eval_cutoff(shop), train_from=cutoffs[0] if cutoffs else None)
-    returns = evaluate_returns(shop, feast_ops.open_store(home, online), latest_views(store), task)
-    _print_table(results_table(store, returns))
+    _write_report(_load(shop_dir), _home(home), online, Schedule(eval_days=eval_days), report_dir,
+                  tuple(tasks) or None)
 
 
 @main.command()
@@ -331,8 +345,10 @@ def report(shop_dir: Path, home: Path | None, online: str, eval_days: int):
               help="Override a family's config field, e.g. --set text_dae.epochs=10.")
 @click.option("--fresh", is_flag=True, help="Delete earlier snapshots and Feast state under HOME first.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@REPORT_OPTION
+@click.option("--no-report", is_flag=True, help="Stop after the return model; skip the evaluation report.")
 def run(shop_dir: Path, home: Path | None, online: str, families, every_days: int, first_days: int,
-        eval_days: int, params, fresh: bool, quiet: bool):
+        eval_days: int, params, fresh: bool, quiet: bool, report_dir: Path | None, no_report: bool):
     """The whole pipeline on SHOP: produce, validate, promote, apply, materialize, report."""
     import shutil
 
@@ -352,8 +368,8 @@ def run(shop_dir: Path, home: Path | None, online: str, families, every_days: in
     try:
         if "all" in families:
             families = all_families()
-        result = run_pipeline(shop, home, families=families or BACKBONE_FAMILIES,
-                              schedule=Schedule(first_days, every_days, eval_days), online=online,
+        schedule = Schedule(first_days, every_days, eval_days)
+        result = run_pipeline(shop, home, families=families or BACKBONE_FAMILIES, schedule=schedule, online=online,
                               overrides=overrides, progress=not quiet, log=click.echo)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
@@ -361,6 +377,8 @@ def run(shop_dir: Path, home: Path | None, online: str, families, every_days: in
     _print_table(result.table)
     click.echo(f"\nrun: {result.seconds:.0f}s; snapshots in {home / 'snapshots'}; "
                f"Feast repo: feature_repo/ (registry {home / 'feast' / 'registry.db'})")
+    if not no_report:
+        _write_report(shop, home, online, schedule, report_dir)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,211 @@
+"""`prodvec report`: score every served family on every consumer task and write report.md/.html.
+
+Everything is read back through Feast (`get_historical_features`) from the
+home a pipeline run filled; nothing is retrained here. The report directory
+is written beside and swapped in whole, so a failed run leaves the previous
+report intact.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from prodvec import columns as C
+from prodvec import feast_ops
+from prodvec.consumers.evaluation import EvalContext
+from prodvec.pipeline import Schedule, latest_views, results_table
+from prodvec.report import plots
+from prodvec.report.render import Section, best_flags, to_html, to_markdown
+from prodvec.report.tasks import TaskOutcome, run_tasks
+from prodvec.shop.model import Shop
+from prodvec.snapshots import SnapshotStore, parse_tag
+
+# The unified claim: within this fraction of the best single family on each of the paper's tasks.
+WITHIN = 0.05
+
+
+@dataclass
+class ReportResult:
+    markdown: Path
+    html: Path
+    main_table: pd.DataFrame
+    claims: list[str]
+    outcomes: list[TaskOutcome]
+
+
+def served_cutoffs(store: SnapshotStore) -> tuple[pd.Timestamp, ...]:
+    times = {parse_tag(tag) for family, version, _ in store.served_versions()
+             for tag in store.promoted(family, version)}
+    return tuple(sorted(times))
+
+
+def fusion_claims(outcomes: list[TaskOutcome], families: list[str]) -> list[str]:
+    """Plain sentences on "one embedding does them all": each fusion against the best single family."""
+    from prodvec.producers.fusion import FUSIONS
+
+    fusions = [f for f in families if f in FUSIONS]
+    singles = [f for f in families if f not in FUSIONS]
+    paper = [o for o in outcomes if o.task.paper and o.result is not None]
+    if not fusions or not singles or not paper:
+        return ["No fused family and single family to compare on the paper's tasks."]
+    sentences = []
+    for fusion in fusions:
+        within, better, parts = [], [], []
+        for outcome in paper:
+            result, metric = outcome.result, outcome.result.headline
+            column = result.table[metric]
+            single = column.reindex(singles).dropna()
+            if fusion not in column or pd.isna(column.get(fusion)) or single.empty:
+                continue
+            lower = metric in result.lower_is_better
+            best_family = single.idxmin() if lower else single.idxmax()
+            value, best = float(column[fusion]), float(single[best_family])
+            gap = (best - value) / abs(best) if not lower else (value - best) / abs(best)
+            within.append(gap <= WITHIN)
+            better.append(gap < 0)
+            parts.append(f"{outcome.task.name} {metric} {value:.3f} vs best single {best_family} {best:.3f} "
+                         f"({-gap:+.1%})")
+        if not parts:
+            continue
+        verdict = ("holds" if all(within) and any(better) else "does not hold")
+        sentences.append(f"{fusion}: the claim (within {WITHIN:.0%} of the best single family on every paper task, "
+                         f"better than all on at least one) {verdict}: " + "; ".join(parts) + ".")
+    return sentences
+
+
+def _meta(ctx: EvalContext, store: SnapshotStore, home: Path, outcomes: list[TaskOutcome]) -> list[str]:
+    shop = ctx.shop
+    lines = [f"Shop: {shop.root} — {len(shop.products)} products listed "
+             f"{shop.products[C.CREATED_AT].min().date()} … {shop.products[C.CREATED_AT].max().date()}"
+             + (f"; {len(shop.events)} events" if shop.events is not None else "; no events")
+             + (f"; {len(shop.orders)} order lines" if shop.orders is not None else "; no orders") + ".",
+             f"Evaluation cutoff {ctx.eval_cutoff.date()}: models learn from before it, every number is scored "
+             f"on data after it (held out by time); shop data ends {shop.end.date()}.",
+             "Snapshot cutoffs: " + ", ".join(str(t.date()) for t in ctx.snapshot_times) + ".",
+             f"Served feature views (read through Feast, point-in-time, from {home / 'feast'}): "
+             + ", ".join(ctx.views.values()) + ".",
+             f"Seeds: evaluation {ctx.seed}; producers " + ", ".join(
+                 f"{family} {_producer_seed(store, family)}" for family in ctx.views) + ".",
+             "Task run times: " + ", ".join(f"{o.task.name} {o.seconds:.0f}s" for o in outcomes) + "."]
+    return lines
+
+
+def _producer_seed(store: SnapshotStore, family: str):
+    for fam, version, _ in store.served_versions():
+        if fam == family:
+            tags = store.promoted(fam, version)
+            return store.get(f"{fam}/v{version}/{tags[-1]}").card().get("params", {}).get("seed", "?")
+    return "?"
+
+
+def main_table(outcomes: list[TaskOutcome]) -> pd.DataFrame:
+    """family × headline metric of each task (rows: every family and baseline any task scored)."""
+    columns = {}
+    for outcome in outcomes:
+        if outcome.result is not None:
+            result = outcome.result
+            columns[f"{outcome.task.name} {result.headline}"] = result.table[result.headline]
+    table = pd.DataFrame(columns)
+    table.index.name = "family"
+    return table
+
+
+def build_report(shop: Shop, home: str | Path, out_dir: str | Path, *, online: str = "sqlite",
+                 schedule: Schedule = Schedule(), seed: int = 0, tasks: tuple[str, ...] | None = None,
+                 map_family: str | None = None, log=print) -> ReportResult:
+    home, out_dir = Path(home), Path(out_dir)
+    store = SnapshotStore(home)
+    views = latest_views(store)
+    if not views:
+        raise ValueError(f"no served snapshot under {home}: run `prodvec run` (or produce + promote) first")
+    ctx = EvalContext(shop, feast_ops.open_store(home, online), views, schedule.eval_cutoff(shop), seed=seed,
+                      snapshot_times=served_cutoffs(store))
+    outcomes = run_tasks(ctx, tasks, log=log)
+    families = list(views)
+    claims = fusion_claims(outcomes, families)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        (staging / "plots").mkdir()
+        sections = _sections(ctx, store, home, outcomes, families, claims, staging, map_family, log)
+        title = f"Product embeddings: evaluation report ({shop.root.name})"
+        (staging / "report.md").write_text(to_markdown(title, sections))
+        (staging / "report.html").write_text(to_html(title, sections))
+        table = main_table(outcomes)
+        _write_numbers(staging, outcomes, table, claims)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ReportResult(out_dir / "report.md", out_dir / "report.html", table, claims, outcomes)
+
+
+def _sections(ctx, store, home, outcomes, families, claims, staging: Path, map_family, log) -> list[Section]:
+    from prodvec.producers.fusion import FUSIONS
+
+    table = main_table(outcomes)
+    summary = Section("Summary", notes=claims + [
+        "Rows: every served embedding family, `random` (Gaussian vectors of the same dimension, chance level) "
+        "and each task's no-embedding baseline; ★ marks the best value in each column."])
+    summary.tables.append(("Headline metric per task (higher is better)", table, best_flags(table)))
+    skipped = [f"{o.task.name}: skipped — {o.skipped}" for o in outcomes if o.skipped]
+    summary.notes += skipped
+    sections = [summary]
+
+    images = []
+    fused = [f for f in families if f in FUSIONS]
+    chosen = map_family or (fused[0] if fused else families[0])
+    try:
+        if plots.embedding_map(ctx, chosen, staging / "plots" / "map.png"):
+            images.append(("plots/map.png", f"2-D map (t-SNE) of {chosen}, coloured by category"))
+    except ValueError as error:  # too few products for t-SNE
+        log(f"report: no map: {error}")
+    intrinsic = next((o.result for o in outcomes if o.task.name == "intrinsic" and o.result is not None), None)
+    if intrinsic is not None and plots.spectrum(intrinsic.extra.get("spectrum"), staging / "plots" / "spectrum.png"):
+        images.append(("plots/spectrum.png", "Singular-value spectrum per family (newest snapshot)"))
+    sections.append(Section("Pictures", images=images))
+
+    for outcome in outcomes:
+        result = outcome.result
+        if result is None:
+            continue
+        section = Section(result.title, notes=list(result.notes))
+        section.tables.append(("All metrics", result.table, best_flags(result.table, result.lower_is_better)))
+        for caption, extra in result.extra.items():
+            if caption == "spectrum" or extra.empty:
+                continue
+            section.tables.append((caption, extra, best_flags(extra, result.lower_is_better)))
+        bars = staging / "plots" / f"{outcome.task.name}.png"
+        if plots.metric_bars(result, set(families), bars):
+            section.images.append((f"plots/{bars.name}", f"{result.title}: {result.headline} per family"))
+        sections.append(section)
+
+    snapshots = results_table(store, None).set_index("family")
+    sections.append(Section("Snapshots and data", notes=_meta(ctx, store, home, outcomes),
+                            tables=[("Newest snapshot per family (validation metrics; train seconds averaged over "
+                                     "snapshots)", snapshots,
+                                     pd.DataFrame(False, index=snapshots.index, columns=snapshots.columns))]))
+    return sections
+
+
+def _write_numbers(staging: Path, outcomes: list[TaskOutcome], table: pd.DataFrame, claims: list[str]) -> None:
+    """Machine-readable copies of every number: summary.csv (headline) and results.json (all)."""
+    table.to_csv(staging / "summary.csv")
+    payload = {"claims": claims, "tasks": {}}
+    for outcome in outcomes:
+        entry = {"seconds": round(outcome.seconds, 1), "skipped": outcome.skipped}
+        if outcome.result is not None:
+            frame = outcome.result.table.replace({np.nan: None})
+            entry.update(headline=outcome.result.headline, notes=outcome.result.notes,
+                         table=json.loads(frame.to_json(orient="index")))
+        payload["tasks"][outcome.task.name] = entry
+    (staging / "results.json").write_text(json.dumps(payload, indent=2))
