@@ -7,6 +7,7 @@ README); tests that need them skip with the reason when it is absent.
 from __future__ import annotations
 
 import itertools
+import os
 from pathlib import Path
 
 import numpy as np
@@ -304,8 +305,8 @@ def small_catalogue_source(tmp_path: Path, n: int = 600) -> Path:
     (source / "images").mkdir(parents=True)
     if DATA.is_dir():
         styles = pd.read_csv(DATA / "myntra" / "styles.csv", dtype=str, keep_default_na=False)
-        with_photo = styles["id"].map(lambda i: (DATA / "myntra" / "images" / f"{i}.jpg").is_file())
-        styles = styles[with_photo].head(n)
+        photos = {name.removesuffix(".jpg") for name in os.listdir(DATA / "myntra" / "images")}
+        styles = styles[styles["id"].isin(photos)].head(n)
         for product_id in styles["id"]:
             (source / "images" / f"{product_id}.jpg").write_bytes(
                 (DATA / "myntra" / "images" / f"{product_id}.jpg").read_bytes())
@@ -349,3 +350,10 @@ def test_pipeline_runs_on_a_catalogue_only_shop_and_says_what_it_skipped(tmp_pat
     row = feast_ops.open_store(home).get_online_features(
         features=["product_unified_v1:embedding"], entity_rows=[{C.PRODUCT_ID: product}]).to_dict()
     assert len(row["embedding"][0]) == 64 and np.isfinite(row["embedding"][0]).all()
+
+
+def test_online_retail_customer_ids_are_strings_and_zero_means_unknown(tmp_path):
+    lines = [(str(i), "85123A", "WHITE HEART", 1, "2011-01-03 10:00:00", 1.0, customer, "United Kingdom")
+             for i, customer in enumerate(["17850.0", "ABC7", "0.0", ""])]
+    customers = online_retail.read_lines(retail_source(tmp_path, lines))["CustomerID"]
+    assert customers.tolist() == ["17850", "ABC7", None, None]

@@ -68,21 +68,23 @@ QUANTITY_COL, COUNTRY_COL = "quantity", "country"
 def import_shop(source: Path, shop_dir: Path, *, overwrite: bool = False, log=print, **options) -> Path:
     """Write the invoices in `source` as a shop into `shop_dir`; return `shop_dir`.
 
-    Options: `tz` (the zone of InvoiceDate, default Europe/London).
+    Options: `tz` (the zone of InvoiceDate, default Europe/London), `encoding`
+    (of the CSV, default utf-8; exports of the original spreadsheet are often latin-1).
     """
     tz = options.pop("tz", SHOP_TZ)
+    encoding = options.pop("encoding", "utf-8")
     if options:
-        raise TypeError(f"online-retail importer: unknown option(s) {sorted(options)}; known: tz, log")
+        raise TypeError(f"online-retail importer: unknown option(s) {sorted(options)}; known: tz, encoding, log")
     source = Path(source)
     path = source / CSV_FILE if source.is_dir() else source
-    lines = read_lines(path, tz)
+    lines = read_lines(path, tz, encoding)
     products, events, orders = lines_to_shop(lines, path.name, log)
     return io.write_shop(shop_dir, products, events, orders, overwrite=overwrite, log=log)
 
 
-def read_lines(path: Path, tz: str = SHOP_TZ) -> pd.DataFrame:
+def read_lines(path: Path, tz: str = SHOP_TZ, encoding: str = "utf-8") -> pd.DataFrame:
     """The CSV with typed columns: `ts` (UTC), integer quantity, float price, customer id or None."""
-    raw = io.read_csv(path, dtype=str, keep_default_na=False)
+    raw = io.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding)
     io.require_columns(raw, path.name, COLUMNS)
     raw = raw.apply(lambda col: col.str.strip())
     keys = (INVOICE, STOCK)
@@ -102,7 +104,8 @@ def read_lines(path: Path, tz: str = SHOP_TZ) -> pd.DataFrame:
         INVOICE: raw[INVOICE], STOCK: raw[STOCK],
         DESCRIPTION: raw[DESCRIPTION].mask(raw[DESCRIPTION].eq(""), None),
         QUANTITY: quantity.astype(np.int64), UNIT_PRICE: price.astype(np.float64),
-        CUSTOMER: io.id_strings(customer.where(customer.notna(), raw[CUSTOMER])).where(known, None),
+        # Numeric ids lose pandas' ".0"; any other id is kept as written.
+        CUSTOMER: io.id_strings(customer).where(customer.notna(), raw[CUSTOMER]).where(known, None),
         COUNTRY: raw[COUNTRY].mask(raw[COUNTRY].eq(""), None),
         "ts": io.local_to_utc(naive, tz),
     })
