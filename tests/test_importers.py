@@ -335,7 +335,8 @@ def test_pipeline_runs_on_a_catalogue_only_shop_and_says_what_it_skipped(tmp_pat
     assert imported.exit_code == 0, imported.output
     ran = runner.invoke(main, ["run", "--shop", str(shop), "--home", str(home), "--quiet",
                                "--family", "text_dae", "--family", "clicks_bpr", "--family", "unified",
-                               "--set", "text_dae.epochs=10", "--set", "unified.modalities=text_dae,clicks_bpr"])
+                               "--set", "text_dae.epochs=10", "--set", "unified.modalities=text_dae,clicks_bpr",
+                               "--report-dir", str(tmp_path / "report")])
     assert ran.exit_code == 0, ran.output
     out = ran.output
     assert out.count("cutoffs: ") == 1 and len(out.split("cutoffs: ")[1].splitlines()[0].split(", ")) == 1, \
@@ -343,6 +344,7 @@ def test_pipeline_runs_on_a_catalogue_only_shop_and_says_what_it_skipped(tmp_pat
     assert "clicks_bpr: skipped: needs events, which this shop does not have" in out
     assert "return model: skipped: needs orders" in out
     assert "feast apply: 2 feature views: product_text_dae_v1, product_unified_v1" in out
+    assert (tmp_path / "report" / "report.md").is_file(), "the evaluation report runs on a partial shop too"
 
     from prodvec import feast_ops
 

@@ -14,6 +14,7 @@ format. The API (stable; other importers build on it):
     write_shop(shop_dir, products, events=None, orders=None,
                images=paths_by_product_id, overwrite=False, log=print)
     summarize(shop_dir)  # {"products": ..., "events": ..., "orders": ..., "returned": ..., "images": ...}
+    refuse_existing(shop_dir, overwrite)  # optional early check; write_shop repeats it
 
 `write_shop` stages the whole shop in a temporary sibling directory (parquet
 files, copied images), checks it with the contract loader (`load_shop`), and
@@ -55,6 +56,7 @@ __all__ = [
     "local_to_utc",
     "parse_times",
     "read_csv",
+    "refuse_existing",
     "reject_rows",
     "require_columns",
     "summarize",
@@ -212,7 +214,7 @@ def write_shop(
     `shop_dir` is touched.
     """
     shop_dir = Path(shop_dir)
-    _refuse_existing(shop_dir, overwrite)
+    refuse_existing(shop_dir, overwrite)
     shop_dir.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{shop_dir.name}-", dir=shop_dir.parent))
     try:
@@ -250,7 +252,9 @@ def summarize(shop_dir: Path) -> dict[str, int]:
     return out
 
 
-def _refuse_existing(shop_dir: Path, overwrite: bool) -> None:
+def refuse_existing(shop_dir: Path, overwrite: bool) -> None:
+    """FileExistsError for a non-empty `shop_dir` without `overwrite`; `write_shop` checks it too,
+    an importer calls it first to fail before reading a large source."""
     if shop_dir.exists() and not shop_dir.is_dir():
         raise FileExistsError(f"{shop_dir} exists and is not a directory")
     if shop_dir.is_dir() and any(shop_dir.iterdir()) and not overwrite:

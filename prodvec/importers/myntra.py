@@ -60,6 +60,7 @@ def import_shop(source: Path, shop_dir: Path, *, overwrite: bool = False, log=pr
     with_images = options.pop("images", True)
     if options:
         raise TypeError(f"myntra importer: unknown option(s) {sorted(options)}; known: images, log")
+    io.refuse_existing(Path(shop_dir), overwrite)
     source = Path(source)
     styles = read_styles(source / STYLES_FILE, log)
     products = styles_to_products(styles, log)

@@ -75,6 +75,7 @@ def import_shop(source: Path, shop_dir: Path, *, overwrite: bool = False, log=pr
     encoding = options.pop("encoding", "utf-8")
     if options:
         raise TypeError(f"online-retail importer: unknown option(s) {sorted(options)}; known: tz, encoding, log")
+    io.refuse_existing(Path(shop_dir), overwrite)
     source = Path(source)
     path = source / CSV_FILE if source.is_dir() else source
     lines = read_lines(path, tz, encoding)
