@@ -116,6 +116,10 @@ class Producer(ABC):
         """What makes two snapshots comparable: same method version and dimension."""
         return {"producer": self.name, "producer_version": self.version, "dim": self.config.dim}
 
+    def output_dim(self, card: dict) -> int:
+        """The dimension a snapshot of this producer must have (the gate checks it), given its model card."""
+        return self.config.dim
+
     @abstractmethod
     def train(self, shop: Shop, context: TrainContext) -> Embeddings:
         """Fit on `shop` (already cut at `context.cutoff`) and embed its products."""

@@ -16,7 +16,7 @@ from prodvec.shop.model import Shop
 from prodvec.snapshots import SnapshotRef
 
 # Families that read other snapshots: never fused into each other.
-FUSIONS = frozenset({"unified", "unified_proj"})
+FUSIONS = frozenset({"unified", "unified_proj", "unified_concat"})
 
 
 def modality_snapshots(context: TrainContext, modalities: str) -> dict[str, tuple[SnapshotRef, Embeddings]]:
@@ -98,3 +98,35 @@ def attribute_knn_accuracy(emb: Embeddings, shop: Shop, k: int, rng: np.random.G
         majority = votes[:, 1:].argmax(axis=1)
         scores.append(float(np.mean(majority[known] == truth[known])))
     return float(np.mean(scores)) if scores else float("nan")
+
+
+def frozen_blocks(producer: Producer, context: TrainContext, parts: dict[str, Embeddings]):
+    """(earlier snapshot or None, modality order, dims): the layout a concatenating fusion keeps.
+
+    The first snapshot of a version fixes which modalities, in which order and
+    of which width, make up the concatenation; later snapshots reuse it so the
+    space (and its dimension, a Feast schema) never shifts.
+    """
+    earlier = own_previous_snapshot(producer, context)
+    if earlier is None:
+        order = sorted(parts)
+        return None, order, {f: parts[f].dim for f in order}
+    frozen = earlier.card()["fusion"]
+    return earlier, frozen["modalities"], frozen["dims"]
+
+
+def concatenate(ids: np.ndarray, parts: dict[str, Embeddings], order: list[str],
+                dims: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """[γ^1; …; γ^M] per product, each block centred with unit rows; a block a product lacks is zero.
+
+    Returns the matrix and how many modalities each product has.
+    """
+    blocks, present = [], np.zeros(len(ids), dtype=np.int32)
+    for family in order:
+        if family in parts:
+            rows, found = Embeddings(parts[family].ids, normalise(parts[family].vectors)).lookup(ids)
+            present += found
+        else:  # a frozen modality with no snapshot at this cutoff: its mean, zero
+            rows = np.zeros((len(ids), dims[family]), dtype=np.float32)
+        blocks.append(rows)
+    return np.hstack(blocks), present

@@ -148,7 +148,7 @@ def validate_snapshot(store: SnapshotStore, ref: SnapshotRef, shop: Shop, produc
     report = validate_embeddings(
         store.read(ref),
         catalog_ids=catalog,
-        expected_dim=producer.config.dim,
+        expected_dim=producer.output_dim(ref.card()),
         config=GateConfig(min_coverage=producer.min_coverage),
         seed=producer.config.seed,
     )

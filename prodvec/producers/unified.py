@@ -31,6 +31,8 @@ class UnifiedConfig(ProducerConfig):
     validation_days: int = 14
     grid_step: float = 0.1
     neighbours: int = 10
+    # Fixed weights instead of the validation search, e.g. "text_dae=0.5,clicks_bpr=0.5".
+    weights: str = ""
 
 
 def fuse(ids: np.ndarray, parts: dict[str, Embeddings], weights: dict[str, float]) -> Embeddings:
@@ -44,6 +46,19 @@ def fuse(ids: np.ndarray, parts: dict[str, Embeddings], weights: dict[str, float
         mass += weights[family] * found
     keep = mass > 0
     return Embeddings(ids[keep], (total[keep] / mass[keep, None]).astype(np.float32))
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """"a=0.7,b=0.3" -> {"a": 0.7, "b": 0.3}."""
+    weights = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        family, eq, value = item.partition("=")
+        if not eq:
+            raise ValueError(f"unified weights {text!r}: expected FAMILY=WEIGHT[,FAMILY=WEIGHT...]")
+        weights[family.strip()] = float(value)
+    if any(w < 0 for w in weights.values()) or not any(weights.values()):
+        raise ValueError(f"unified weights {text!r}: need non-negative weights, not all zero")
+    return weights
 
 
 def weight_grid(families: list[str], step: float) -> list[dict[str, float]]:
@@ -63,7 +78,8 @@ class Unified(Producer):
 
     def schema(self) -> dict:
         # Fusing other modalities is another method: a new version, not a new snapshot.
-        return {**super().schema(), "modalities": self.config.modalities}
+        schema = {**super().schema(), "modalities": self.config.modalities}
+        return {**schema, "weights": self.config.weights} if self.config.weights else schema
 
     def _frozen_weights(self, context: TrainContext) -> dict[str, float] | None:
         earlier = own_previous_snapshot(self, context)
@@ -121,7 +137,10 @@ class Unified(Producer):
         if len(set(dims.values())) > 1 or self.config.dim not in dims.values():
             raise ValueError(f"unified averages embeddings of one dimension ({self.config.dim}); got {dims}")
         frozen = self._frozen_weights(context)
-        if frozen is None:
+        if frozen is None and self.config.weights:
+            weights = {f: w for f, w in parse_weights(self.config.weights).items() if f in parts}
+            self.selection_ = {"objective": "given by the user (config.weights)"}
+        elif frozen is None:
             weights = self._choose_weights(shop, parts, context)
         else:
             # A modality that appears later gets no weight until a new version is trained.

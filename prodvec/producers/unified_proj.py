@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from prodvec import columns as C
 from prodvec.producers.base import (Embeddings, InsufficientData, Producer, ProducerConfig, TrainContext,
                                     seed_torch, torch_device)
-from prodvec.producers.fusion import modality_snapshots, normalise, own_previous_snapshot
+from prodvec.producers.fusion import concatenate, frozen_blocks, modality_snapshots
 from prodvec.shop.model import Shop
 
 
@@ -114,23 +114,9 @@ class UnifiedProj(Producer):
             raise InsufficientData(f"no validated snapshot of {self.config.modalities} at or before {context.cutoff}")
         ids = shop.products[C.PRODUCT_ID].to_numpy().astype(str)
         parts = {family: emb for family, (_, emb) in sources.items()}
-        earlier = own_previous_snapshot(self, context)
         self.selection_ = {}
-        if earlier is None:
-            order = sorted(parts)
-            dims = {f: parts[f].dim for f in order}
-        else:  # frozen: the same modalities, in the same order, through the same W
-            frozen = earlier.card()["fusion"]
-            order, dims = frozen["modalities"], frozen["dims"]
-        blocks, present = [], np.zeros(len(ids), dtype=np.int32)
-        for family in order:
-            if family in parts:
-                rows, found = Embeddings(parts[family].ids, normalise(parts[family].vectors)).lookup(ids)
-                present += found
-            else:  # a frozen modality with no snapshot at this cutoff: its mean, zero
-                rows = np.zeros((len(ids), dims[family]), dtype=np.float32)
-            blocks.append(rows)
-        x = np.hstack(blocks)
+        earlier, order, dims = frozen_blocks(self, context, parts)
+        x, present = concatenate(ids, parts, order, dims)
         keep = present > 0
         if earlier is None:
             weights = self._learn_projection(shop, x[keep], ids[keep], context)

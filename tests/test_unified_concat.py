@@ -1,0 +1,63 @@
+"""unified_concat: modalities side by side, each weighing the same, layout and PCA frozen."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from prodvec.producers.fusion import normalise
+from prodvec.producers.run import produce
+from prodvec.snapshots import SnapshotStore
+from tests.producer_data import known_answer_shop, same_category_share
+
+MODALITIES = {"text_dae": {"epochs": 60, "dim": 16, "hidden": 64}, "clicks_bpr": {"epochs": 60, "dim": 16, "lr": 0.05}}
+WHOLE = {"modalities": "text_dae,clicks_bpr"}
+REDUCED = {**WHOLE, "dim": 8}
+
+
+def quiet(message: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def store_and_shop(tmp_path_factory):
+    shop, truth = known_answer_shop()
+    store = SnapshotStore(tmp_path_factory.mktemp("home"))
+    for family, settings in MODALITIES.items():
+        produce(shop, family, [shop.end], store, overrides=settings, progress=False, log=quiet)
+    return store, shop, truth
+
+
+def test_cosine_is_the_mean_of_the_modalities_cosines_and_cold_products_are_placed_by_content(store_and_shop):
+    store, shop, truth = store_and_shop
+    run = produce(shop, "unified_concat", [shop.end], store, overrides=WHOLE, progress=False, log=quiet)[0]
+    assert run.validation["success"], run.validation["summary"]
+    emb = store.read(run.ref)
+    assert emb.dim == 32 and set(emb.ids) == set(shop.products["product_id"])
+    ids = shop.products["product_id"]
+    fused, _ = emb.lookup(ids)
+    text, _ = store.read(store.snapshots("text_dae")[-1]).lookup(ids)
+    clicks_emb = store.read(store.snapshots("clicks_bpr")[-1])
+    clicks, clicked = clicks_emb.lookup(ids)
+    both = np.flatnonzero(clicked)[:2]
+    t, c = normalise(text), np.zeros_like(clicks)
+    c[clicked] = normalise(clicks_emb.vectors)[pd.Index(clicks_emb.ids).get_indexer(ids[clicked])]
+    expected = ((t[both[0]] @ t[both[1]]) + (c[both[0]] @ c[both[1]])) / 2
+    assert fused[both[0]] @ fused[both[1]] == pytest.approx(expected, abs=1e-5)
+    cold = ~clicked
+    assert cold.sum() > 50
+    assert same_category_share(fused, truth) > 0.7
+    assert same_category_share(fused[cold], truth[cold]) > 0.5, "products nobody clicked are placed by content"
+
+
+def test_the_pca_basis_and_layout_are_learned_once_and_reused(store_and_shop):
+    store, shop, truth = store_and_shop
+    first_run = produce(shop, "unified_concat", [shop.end], store, overrides=REDUCED, progress=False, log=quiet)[0]
+    later = shop.end + pd.Timedelta(days=7)
+    run = produce(shop, "unified_concat", [later], store, overrides=REDUCED, progress=False, log=quiet)[0]
+    assert run.ref.version == first_run.ref.version and store.read(run.ref).dim == 8
+    assert not first_run.ref.card()["fusion"]["frozen"] and run.ref.card()["fusion"]["frozen"]
+    np.testing.assert_array_equal(store.artifacts(first_run.ref)["basis"], store.artifacts(run.ref)["basis"])
+    vectors, _ = store.read(run.ref).lookup(shop.products["product_id"])
+    assert same_category_share(vectors, truth) > 0.7, "8 principal directions keep the categories apart"
