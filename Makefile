@@ -14,11 +14,12 @@ PRODUCTS ?= 4000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo demo-full test bench venv system-deps clean help
+.PHONY: demo demo-full report test bench venv system-deps clean help
 
 help:
 	@echo "make demo   - install, generate the default shop, run the whole pipeline, print the results"
 	@echo "make demo-full - the same with every producer and the fusions over all of them"
+	@echo "make report - rebuild reports/<shop>/report.{md,html} from what the last run served"
 	@echo "make test   - install, then run the test suite"
 	@echo "make bench  - how cost grows with shop size (reports/bench.md)"
 	@echo "make clean  - remove generated data (workspace/, reports/)"
@@ -30,12 +31,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Real servers for the integration tests, from Debian's packages.
+# Real servers and a real browser for the integration tests, from Debian's packages.
 system-deps:
-	@command -v redis-server >/dev/null || { \
-	  echo "installing redis-server (apt)"; \
-	  (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null) || \
-	  echo "warning: could not install redis-server; Redis tests will be skipped"; }
+	@missing=""; command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (apt)"; \
+	  (apt-get update -qq && apt-get install -y -qq $$missing >/dev/null) || \
+	  echo "warning: could not install$$missing; the tests that need them will be skipped"; fi
 
 $(SHOP)/products.parquet: | $(STAMP)
 	$(PRODVEC) generate $(SHOP) --products $(PRODUCTS) --overwrite
@@ -47,6 +50,10 @@ demo: $(STAMP) $(SHOP)/products.parquet
 # over all of them; longer than `make demo`.
 demo-full: $(STAMP) $(SHOP)/products.parquet
 	$(PRODVEC) run --shop $(SHOP) --home $(HOME_DIR) --family all --set unified.modalities=auto --fresh
+
+# The evaluation report again (every served family x every task, through Feast); `make demo` ends with it.
+report: $(STAMP) $(SHOP)/products.parquet
+	$(PRODVEC) report --shop $(SHOP) --home $(HOME_DIR)
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest

@@ -91,7 +91,11 @@ def metric_bars(result: TaskResult, families: set[str], path: Path) -> Path | No
         ax.text(v, y, f" {v:.3f}", va="center", fontsize=8)
     ax.set_xlabel(result.headline + (" (lower is better)" if lower else ""))
     ax.set_title(result.title, fontsize=10)
-    ax.set_xlim(0, max(values.max() * 1.15, 1e-9))
+    # Relative metrics can be negative: the axis spans zero and every bar with room for its label.
+    low, high = min(0.0, values.min()), max(0.0, values.max())
+    pad = 0.15 * max(high - low, 1e-9)
+    ax.set_xlim(low - (pad if low < 0 else 0.0), high + pad)
+    ax.axvline(0.0, color="0.3", linewidth=0.8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
