@@ -45,6 +45,9 @@ def test_cosine_is_the_mean_of_the_modalities_cosines_and_cold_products_are_plac
     c[clicked] = normalise(clicks_emb.vectors)[pd.Index(clicks_emb.ids).get_indexer(ids[clicked])]
     expected = ((t[both[0]] @ t[both[1]]) + (c[both[0]] @ c[both[1]])) / 2
     assert fused[both[0]] @ fused[both[1]] == pytest.approx(expected, abs=1e-5)
+    # Blocks in name order (clicks_bpr, text_dae): a product nobody clicked keeps its text block at the
+    # same scale as everyone else, beside a zero clicks block.
+    np.testing.assert_allclose(np.linalg.norm(fused[~clicked][:, 16:], axis=1), 1 / np.sqrt(2), rtol=1e-4)
     cold = ~clicked
     assert cold.sum() > 50
     assert same_category_share(fused, truth) > 0.7

@@ -1,11 +1,12 @@
 """unified_concat: the modality embeddings side by side, optionally reduced by a frozen PCA.
 
-x_p = [γ_p^1; …; γ_p^M] / √m_p, each modality centred with unit rows and a
-modality the product lacks left at zero (its mean), m_p the number it has:
-the cosine of two fused vectors is then the mean of their per-modality
-cosines, so no modality drowns another, and a downstream model can still read
-each modality's coordinates apart (a weighted average sums unrelated axes
-into one). With `dim` = 0 the concatenation is served whole; with `dim` > 0 a
+x_p = [γ_p^1; …; γ_p^M] / √M, each modality centred with unit rows and a
+modality the product lacks left at zero (its mean): for two products with
+every modality the cosine is the mean of their per-modality cosines, so no
+modality drowns another, and a downstream model can still read each
+modality's coordinates apart (a weighted average sums unrelated axes into
+one). A block keeps its scale whatever else the product has, so a model
+trained on products with clicks reads a new product's text block the same way. With `dim` = 0 the concatenation is served whole; with `dim` > 0 a
 PCA basis learned by the first snapshot of the version reduces it and is
 frozen, like the layout, so downstream models keep reading one space.
 """
@@ -53,7 +54,7 @@ class UnifiedConcat(Producer):
         ids = shop.products[C.PRODUCT_ID].to_numpy().astype(str)
         x, present = concatenate(ids, parts, order, dims)
         keep = present > 0
-        vectors = x[keep] / np.sqrt(present[keep])[:, None]
+        vectors = x[keep] / np.sqrt(len(order))
         self.artifacts_ = {}
         if self.config.dim:
             if self.config.dim > vectors.shape[1]:
