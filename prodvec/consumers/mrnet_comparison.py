@@ -69,6 +69,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from prodvec import columns as C
+from prodvec.consumers.attributes import split_products
 from prodvec.consumers.evaluation import RANDOM, EvalContext, TaskResult
 from prodvec.shop.model import Shop
 
@@ -320,14 +321,6 @@ def choose_tasks(shop: Shop, config: MRNetComparisonConfig) -> tuple[list[str], 
     return (unseen, trained, False) if unseen else (candidates, trained, True)
 
 
-def split_products(ctx: EvalContext) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train, test) entity rows: listed by the cutoff as of the cutoff; listed after it as of the shop's end."""
-    products = ctx.shop.products
-    train = products[products[C.CREATED_AT] <= ctx.eval_cutoff].assign(**{C.EVENT_TIMESTAMP: ctx.eval_cutoff})
-    test = products[products[C.CREATED_AT] > ctx.eval_cutoff].assign(**{C.EVENT_TIMESTAMP: ctx.shop.end})
-    return train.reset_index(drop=True), test.reset_index(drop=True)
-
-
 def evaluate_mrnet_comparison(ctx: EvalContext, config: MRNetComparisonConfig = MRNetComparisonConfig()) -> TaskResult:
     started = time.perf_counter()
     if C.TITLE not in ctx.shop.products:
@@ -363,7 +356,8 @@ def evaluate_mrnet_comparison(ctx: EvalContext, config: MRNetComparisonConfig = 
     fits = int(scores["setting"].isin([FULL, SMALL]).sum())
     notes = [
         (f"{len(train)} products listed by {ctx.eval_cutoff.date()} (embedded as served then) train the "
-         f"classifiers; {len(test)} listed after it (cold start, embedded as served at {ctx.shop.end.date()}) are "
+         f"classifiers; {len(test)} listed after it and by the newest snapshot ({ctx.newest_snapshot.date()}; "
+         f"cold start, embedded as served then) are "
          "the test set."),
         ("Headline rel_tfidf_lr: relative change of macro-F1 against a logistic regression on the TF-IDF of title "
          "words on the same task and test products, f1 / f1_tfidf_lr - 1 (0 = as good, +0.10 = 10% better), "
