@@ -49,7 +49,8 @@ demo: $(STAMP) $(SHOP)/products.parquet
 # Every registered producer (issue: all methods of the source papers), fused
 # over all of them; longer than `make demo`.
 demo-full: $(STAMP) $(SHOP)/products.parquet
-	$(PRODVEC) run --shop $(SHOP) --home $(HOME_DIR) --family all --set unified.modalities=auto --fresh
+	$(PRODVEC) run --shop $(SHOP) --home $(HOME_DIR) --family all --set unified.modalities=auto \
+	  --set unified_concat.modalities=auto --fresh
 
 # The evaluation report again (every served family x every task, through Feast); `make demo` ends with it.
 report: $(STAMP) $(SHOP)/products.parquet

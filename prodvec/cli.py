@@ -330,12 +330,30 @@ def report(shop_dir: Path, home: Path | None, online: str, report_dir: Path | No
                   tuple(tasks) or None)
 
 
+@main.command(name="real-report")
+@click.option("--data", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="The public samples (myntra/, yoochoose/, online_retail/) [default: ../shared/data].")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("reports/real"), show_default=True,
+              help="Where report.md, report.html, results.json and plots/ go.")
+@click.option("--work", type=click.Path(path_type=Path), default=Path("workspace/real"), show_default=True,
+              help="Where the imported shops and their snapshot homes go (replaced on every run).")
+def real_report(data: Path | None, out_dir: Path, work: Path):
+    """The pipeline on real public data (Myntra, YooChoose, Online Retail); a missing data set is skipped."""
+    from prodvec.report.real import DEFAULT_DATA, build_real_report
+
+    result = build_real_report(data or DEFAULT_DATA, out_dir, work, log=click.echo)
+    click.echo("")
+    for claim in result.claims:
+        click.echo(claim)
+    click.echo(f"real-report: {result.markdown} and {result.html} in {result.seconds:.0f}s")
+
+
 @main.command()
 @SHOP_OPTION
 @HOME_OPTION
 @ONLINE_OPTION
 @click.option("--family", "families", multiple=True,
-              help="Families to train, repeatable; 'all' for every registered one [default: text_dae clicks_bpr unified].")
+              help="Families to train, repeatable; 'all' for every registered one [default: text_dae clicks_bpr unified unified_concat].")
 @click.option("--every", "every_days", type=int, default=28, show_default=True, help="Days between retrains.")
 @click.option("--first", "first_days", type=int, default=28, show_default=True,
               help="Days after the shop opens of the first cutoff.")

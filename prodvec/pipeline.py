@@ -21,7 +21,7 @@ from prodvec.producers.run import RunResult, produce
 from prodvec.shop.model import EVENTS, ORDERS, Shop
 from prodvec.snapshots import SnapshotStore, view_name
 
-BACKBONE_FAMILIES = ("text_dae", "clicks_bpr", "unified")
+BACKBONE_FAMILIES = ("text_dae", "clicks_bpr", "unified", "unified_concat")
 
 
 def all_families() -> tuple[str, ...]:
