@@ -359,3 +359,33 @@ def test_online_retail_customer_ids_are_strings_and_zero_means_unknown(tmp_path)
              for i, customer in enumerate(["17850.0", "ABC7", "0.0", ""])]
     customers = online_retail.read_lines(retail_source(tmp_path, lines))["CustomerID"]
     assert customers.tolist() == ["17850", "ABC7", None, None]
+
+
+# -- the gate on partial shops ---------------------------------------------------------------
+def test_gate_asks_a_photo_family_to_cover_the_products_with_photos_not_the_whole_catalogue(tmp_path):
+    from prodvec.producers.base import Embeddings
+    from prodvec.producers.run import make_producer, validate_snapshot
+    from prodvec.snapshots import SnapshotStore
+    from tests.shop_factory import make_shop
+
+    def few_photos(tables):  # like the Myntra sample: 7% of the catalogue has a photo
+        tables["products"].loc[tables["products"].index % 14 != 0, C.IMAGE_PATH] = None
+
+    shop = load_shop(make_shop(tmp_path, n_products=1400, with_events=False, with_orders=False, mutate=few_photos),
+                     log=Lines())
+    producer = make_producer("image_siamese")
+    has_photo = shop.products[C.IMAGE_PATH].notna().to_numpy()
+    assert (producer.coverable(shop) == has_photo).all() and 50 < has_photo.sum() < 0.1 * len(has_photo)
+    assert make_producer("text_dae").coverable(shop).all()
+
+    store = SnapshotStore(tmp_path / "home")
+    with_photo = shop.products.loc[shop.products[C.IMAGE_PATH].notna(), C.PRODUCT_ID].to_numpy()
+    vectors = np.random.default_rng(0).normal(size=(len(with_photo), producer.config.dim))
+    cutoff = shop.end
+    ref = store.write("image_siamese", 1, cutoff, Embeddings(with_photo, vectors), {"producer": "image_siamese"})
+    assert validate_snapshot(store, ref, shop, producer)["success"], "every product with a photo has a vector"
+
+    half = Embeddings(with_photo[: len(with_photo) // 3], vectors[: len(with_photo) // 3])
+    ref = store.write("image_siamese", 1, cutoff, half, {"producer": "image_siamese"}, replace=True)
+    result = validate_snapshot(store, ref, shop, producer)
+    assert not result["success"] and "coverage" in result["summary"], "a third of them is still too few"

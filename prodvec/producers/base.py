@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Callable, ClassVar
 import numpy as np
 import pandas as pd
 
+from prodvec import columns as C
+from prodvec.shop.model import EVENTS, IMAGES
+
 if TYPE_CHECKING:
     from prodvec.shop.model import Shop
     from prodvec.snapshots import SnapshotStore
@@ -119,6 +122,21 @@ class Producer(ABC):
     def output_dim(self, card: dict) -> int:
         """The dimension a snapshot of this producer must have (the gate checks it), given its model card."""
         return self.config.dim
+
+    def coverable(self, shop: Shop) -> np.ndarray:
+        """Which of `shop`'s products this family can embed at all (bool per product row).
+
+        The gate's `min_coverage` is a share of these: a photo family cannot
+        embed a product without a photo, nor a click family one nobody clicked,
+        so on a shop where few products have them the bar drops with them
+        instead of failing every snapshot.
+        """
+        ok = np.ones(len(shop.products), dtype=bool)
+        if IMAGES in self.requires and C.IMAGE_PATH in shop.products:
+            ok &= shop.products[C.IMAGE_PATH].notna().to_numpy()
+        if EVENTS in self.requires and shop.events is not None:
+            ok &= shop.products[C.PRODUCT_ID].isin(shop.events[C.PRODUCT_ID]).to_numpy()
+        return ok
 
     @abstractmethod
     def train(self, shop: Shop, context: TrainContext) -> Embeddings:

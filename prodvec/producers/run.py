@@ -144,12 +144,14 @@ def validate_snapshot(store: SnapshotStore, ref: SnapshotRef, shop: Shop, produc
     from prodvec.validation import GateConfig, validate_embeddings
 
     producer = producer or make_producer(ref.family, ref.card().get("parameters"))
-    catalog = shop.products.loc[shop.products[C.CREATED_AT] <= ref.cutoff, C.PRODUCT_ID].to_numpy()
+    known = shop.until(ref.cutoff)
+    catalog = known.products[C.PRODUCT_ID].to_numpy()
+    coverable = float(producer.coverable(known).mean()) if len(catalog) else 1.0
     report = validate_embeddings(
         store.read(ref),
         catalog_ids=catalog,
         expected_dim=producer.output_dim(ref.card()),
-        config=GateConfig(min_coverage=producer.min_coverage),
+        config=GateConfig(min_coverage=producer.min_coverage * coverable),
         seed=producer.config.seed,
     )
     validation = {**report.to_dict(), "success": report.success, "summary": report.summary()}
