@@ -14,12 +14,13 @@ PRODUCTS ?= 4000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo demo-full report test bench venv system-deps clean help
+.PHONY: demo demo-full report real-report test bench venv system-deps clean help
 
 help:
 	@echo "make demo   - install, generate the default shop, run the whole pipeline, print the results"
 	@echo "make demo-full - the same with every producer and the fusions over all of them"
 	@echo "make report - rebuild reports/<shop>/report.{md,html} from what the last run served"
+	@echo "make real-report - the pipeline on the public samples in ../shared/data (reports/real/)"
 	@echo "make test   - install, then run the test suite"
 	@echo "make bench  - how cost grows with shop size (reports/bench.md)"
 	@echo "make clean  - remove generated data (workspace/, reports/)"
@@ -55,6 +56,11 @@ demo-full: $(STAMP) $(SHOP)/products.parquet
 # The evaluation report again (every served family x every task, through Feast); `make demo` ends with it.
 report: $(STAMP) $(SHOP)/products.parquet
 	$(PRODVEC) report --shop $(SHOP) --home $(HOME_DIR)
+
+# The pipeline on the real public samples (Myntra, YooChoose, Online Retail; issue 6): imports them
+# into $(HOME_DIR)/real and writes reports/real/report.{md,html}; a data set that is absent is skipped.
+real-report: $(STAMP)
+	$(PRODVEC) real-report --data ../shared/data --out reports/real --work $(HOME_DIR)/real
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest
