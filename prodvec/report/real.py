@@ -403,7 +403,7 @@ def myntra(source: Path, work: Path, plots: Path, config: RealConfig, log=print)
         f"{', '.join(CONTENT_FAMILIES)}).",
         "mrnet and image_siamese learn from these attributes on the training products (mrnet: every column as a "
         "task; image_siamese: articleType and baseColour pick its positive pairs), unlike the MRNet paper's unseen "
-        "tasks; text_minilm and text_dae are not trained on labels.",
+        "tasks; text_dae reads them as input (and reconstructs them); text_minilm never sees a label.",
     ]
     section = Section("Myntra: attribute prediction vs TF-IDF of titles", notes=[mrnet_sentence, *notes])
     section.tables.append(("Mean over articleType, baseColour, gender, season, usage (relative to TF-IDF-LR)",
