@@ -28,24 +28,28 @@ def demo(tmp_path_factory):
     generated = invoke("generate", str(shop), "--products", "300", "--seed", "3")
     assert generated.exit_code == 0, generated.output
     assert (root / "shop_truth" / "orders_truth.parquet").exists(), "ground truth lives beside, not inside, the shop"
-    ran = invoke("run", "--shop", str(shop), "--home", str(home), "--quiet", "--set", "text_dae.epochs=10")
+    ran = invoke("run", "--shop", str(shop), "--home", str(home), "--quiet", "--set", "text_dae.epochs=10",
+                 "--report-dir", str(root / "report"))
     assert ran.exit_code == 0, ran.output
     return shop, home, ran.output
 
 
 def test_run_prints_the_results_table(demo):
-    _, _, output = demo
+    shop, _, output = demo
     table = output[output.index("family"):]
     for family in ("no_embedding", "text_dae", "clicks_bpr", "unified"):
         assert family in table
     assert "return_auc" in table and "isotropy" in table and "coverage" in table and "train_s" in table
+    # ... and ends with the evaluation report.
+    assert "the claim (within 5%" in output
+    assert (shop.parent / "report" / "report.html").exists()
 
 
 def test_every_family_is_served_and_readable_online(demo):
     shop, home, _ = demo
     fs = feast_ops.open_store(home)
     views = sorted(v.name for v in fs.list_feature_views())
-    assert views == ["product_clicks_bpr_v1", "product_text_dae_v1", "product_unified_v1"]
+    assert views == ["product_clicks_bpr_v1", "product_text_dae_v1", "product_unified_concat_v1", "product_unified_v1"]
     product = pd.read_parquet(shop / "products.parquet")["product_id"].iloc[0]
     row = fs.get_online_features(features=["product_unified_v1:embedding"],
                                  entity_rows=[{"product_id": product}]).to_dict()
