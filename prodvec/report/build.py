@@ -183,6 +183,8 @@ def _sections(ctx, store, home, outcomes, families, claims, staging: Path, map_f
         for caption, extra in result.extra.items():
             if caption == "spectrum" or extra.empty:
                 continue
+            if not set(extra.index) & set(result.table.index) and set(extra.columns) & set(result.table.index):
+                extra = extra.T  # families as rows everywhere, so ★ compares families
             section.tables.append((caption, extra, best_flags(extra, result.lower_is_better)))
         bars = staging / "plots" / f"{outcome.task.name}.png"
         if plots.metric_bars(result, set(families), bars):
