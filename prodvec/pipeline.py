@@ -82,7 +82,7 @@ class PipelineResult:
 
 def promote_passed(store: SnapshotStore, runs: list[RunResult], log=print) -> None:
     for run in runs:
-        if run.ref is None:
+        if run.ref is None or run.kept:  # a kept snapshot may have been rolled back on purpose
             continue
         if run.validation and run.validation["success"]:
             store.promote(run.ref)
@@ -125,7 +125,7 @@ def run_pipeline(shop: Shop, home: Path, *, families=BACKBONE_FAMILIES, schedule
     log(f"cutoffs: {', '.join(str(c.date()) for c in cutoffs)}")
     for family in families:
         runs = produce(shop, family, cutoffs, store, overrides=(overrides or {}).get(family), replace=replace,
-                       progress=progress, log=log)
+                       keep_existing=True, progress=progress, log=log)
         if runs and all(r.skipped for r in runs):
             log(runs[0].line())
             continue

@@ -88,3 +88,15 @@ def test_the_gate_refuses_a_broken_snapshot_and_it_is_never_served(demo, broken)
     assert promoted.exit_code != 0 and "failed validation" in promoted.output
     assert store.promoted("text_dae", 1) == served_before
     assert ref.path.exists(), "kept for inspection"
+
+
+def test_a_second_run_on_the_same_home_keeps_what_exists_and_does_not_undo_a_rollback(demo):
+    shop, home, _ = demo
+    rolled = invoke("rollback", "text_dae", "--home", str(home))
+    assert rolled.exit_code == 0, rolled.output
+    served_before = SnapshotStore(home).promoted("text_dae", 1)
+    again = invoke("run", "--shop", str(shop), "--home", str(home), "--quiet", "--set", "text_dae.epochs=10",
+                   "--no-report")
+    assert again.exit_code == 0, again.output
+    assert "exists, kept" in again.output and "rows in" not in again.output, "nothing is retrained"
+    assert SnapshotStore(home).promoted("text_dae", 1) == served_before

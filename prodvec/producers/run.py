@@ -28,6 +28,8 @@ class RunResult:
     seconds: float = 0.0
     skipped: str | None = None
     validation: dict | None = None
+    # Written by an earlier run and left as it was (its serving state is the operator's).
+    kept: bool = False
 
     def line(self) -> str:
         if self.skipped:
@@ -93,9 +95,14 @@ def _data_window(shop: Shop) -> dict:
 
 
 def produce(shop: Shop, family: str, cutoffs: list[pd.Timestamp], store: SnapshotStore, *,
-            overrides: dict | None = None, replace: bool = False, validate: bool = True,
-            progress: bool = True, log=print) -> list[RunResult]:
-    """Train `family` once per cutoff (oldest first) and write one snapshot each."""
+            overrides: dict | None = None, replace: bool = False, keep_existing: bool = False,
+            validate: bool = True, progress: bool = True, log=print) -> list[RunResult]:
+    """Train `family` once per cutoff (oldest first) and write one snapshot each.
+
+    `keep_existing`: a cutoff that already has a snapshot of this version is
+    left as it is (a scheduled re-run trains only the new cutoffs); otherwise
+    writing it again is an error unless `replace`.
+    """
     producer = make_producer(family, overrides)
     missing = shop.missing(producer.requires)
     if missing:
@@ -103,7 +110,13 @@ def produce(shop: Shop, family: str, cutoffs: list[pd.Timestamp], store: Snapsho
         return [RunResult(family, pd.Timestamp(c), skipped=reason) for c in cutoffs]
     version = store.version_for(family, producer.schema())
     results = []
+    existing = {r.cutoff: r for r in store.snapshots(family, version)}
     for cutoff in sorted(pd.Timestamp(c) for c in cutoffs):
+        if keep_existing and not replace and cutoff in existing:
+            ref = existing[cutoff]
+            results.append(RunResult(family, cutoff, ref, validation=ref.card().get("validation"), kept=True))
+            log(f"{ref.id}: exists, kept")
+            continue
         view = shop.until(cutoff)
         # A refused snapshot is never served, so it is no reference for the next one either.
         earlier = [r for r in store.snapshots(family, version)
