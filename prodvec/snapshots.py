@@ -279,6 +279,13 @@ class SnapshotStore:
                     out.append((family, number, self.get(f"{family}/v{number}/{promoted[-1]}").card()["dim"]))
         return out
 
+    def served_card(self, family: str) -> dict | None:
+        """Model card of the snapshot `family` serves now (newest served version), or None."""
+        versions = [number for fam, number, _ in self.served_versions() if fam == family]
+        if not versions:
+            return None
+        return self.get(f"{family}/v{versions[-1]}/{self.promoted(family, versions[-1])[-1]}").card()
+
     def promote(self, ref: SnapshotRef) -> None:
         """Serve a snapshot: only one that passed validation may be promoted."""
         validation = ref.card().get("validation")

@@ -8,25 +8,15 @@ import pytest
 
 from prodvec.producers.fusion import normalise
 from prodvec.producers.run import produce
-from prodvec.snapshots import SnapshotStore
-from tests.producer_data import known_answer_shop, same_category_share
+from tests.producer_data import fused_modality_store, quiet, same_category_share
 
-MODALITIES = {"text_dae": {"epochs": 60, "dim": 16, "hidden": 64}, "clicks_bpr": {"epochs": 60, "dim": 16, "lr": 0.05}}
 WHOLE = {"modalities": "text_dae,clicks_bpr"}
 REDUCED = {**WHOLE, "dim": 8}
 
 
-def quiet(message: str) -> None:
-    pass
-
-
 @pytest.fixture(scope="module")
 def store_and_shop(tmp_path_factory):
-    shop, truth = known_answer_shop()
-    store = SnapshotStore(tmp_path_factory.mktemp("home"))
-    for family, settings in MODALITIES.items():
-        produce(shop, family, [shop.end], store, overrides=settings, progress=False, log=quiet)
-    return store, shop, truth
+    return fused_modality_store(tmp_path_factory.mktemp("home"))
 
 
 def test_cosine_is_the_mean_of_the_modalities_cosines_and_cold_products_are_placed_by_content(store_and_shop):

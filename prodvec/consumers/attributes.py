@@ -35,12 +35,7 @@ class AttributeConfig:
 
 
 def attribute_columns(ctx: EvalContext, config: AttributeConfig) -> list[str]:
-    if config.attributes is not None:
-        return list(config.attributes)
-    columns = list(ctx.shop.side_info_columns)
-    if C.CATEGORY in ctx.shop.products.columns:
-        columns.insert(0, C.CATEGORY)
-    return columns
+    return list(config.attributes) if config.attributes is not None else ctx.shop.label_columns
 
 
 def split_products(ctx: EvalContext) -> tuple[pd.DataFrame, pd.DataFrame]:

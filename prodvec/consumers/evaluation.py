@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from prodvec import columns as C
 from prodvec.consumers.features import historical_embeddings
@@ -55,10 +57,24 @@ class EvalContext:
     snapshot_times: tuple[pd.Timestamp, ...] = ()
     _random: np.ndarray | None = field(default=None, repr=False)
     _cache: dict = field(default_factory=dict, repr=False)
+    _served: tuple[pd.Timestamp, ...] | None = field(default=None, repr=False)
 
     @property
     def families(self) -> list[str]:
         return list(self.views)
+
+    def served_times(self) -> tuple[pd.Timestamp, ...]:
+        """Every cutoff a served snapshot was trained at: `snapshot_times`, or else read from the views' sources."""
+        if self.snapshot_times:
+            return self.snapshot_times
+        if self._served is None:
+            times: set[pd.Timestamp] = set()
+            for view in self.views.values():
+                path = self.fs.get_feature_view(view).batch_source.path
+                stamps = pc.unique(pq.read_table(path, columns=[C.EVENT_TIMESTAMP]).column(0)).to_pandas()
+                times |= set(pd.to_datetime(stamps, utc=True))
+            self._served = tuple(sorted(times))
+        return self._served
 
     @property
     def newest_snapshot(self) -> pd.Timestamp:

@@ -46,15 +46,11 @@ def user_history(orders: pd.DataFrame, at: pd.DataFrame) -> pd.DataFrame:
     known from its `returned_at`, not from the order it belongs to.
     """
     query = pd.DataFrame({C.USER_ID: at[C.USER_ID].to_numpy(),
-                          "t": pd.to_datetime(at[C.EVENT_TIMESTAMP], utc=True).reset_index(drop=True),
-                          ROW: np.arange(len(at))}).sort_values("t")
+                          "t": pd.to_datetime(at[C.EVENT_TIMESTAMP], utc=True).reset_index(drop=True)})
 
     def count_before(times: pd.DataFrame, column: str) -> np.ndarray:
-        events = times[[C.USER_ID, column]].dropna().sort_values(column)
-        events["n"] = events.groupby(C.USER_ID).cumcount() + 1
-        joined = pd.merge_asof(query, events.rename(columns={column: "t"}), on="t", by=C.USER_ID,
-                               allow_exact_matches=False)
-        return joined.sort_values(ROW)["n"].fillna(0).to_numpy()
+        events = times[[C.USER_ID, column]].dropna().rename(columns={column: "t"}).reset_index(drop=True)
+        return sums_before(events, np.zeros((len(events), 0)), query)[1].astype(float)
 
     orders_before = count_before(orders, C.ORDERED_AT)
     returns_before = count_before(orders[orders[C.RETURNED]], C.RETURNED_AT)

@@ -303,7 +303,7 @@ def mrnet_training_tasks(shop: Shop) -> set[str]:
     products = shop.products
     if C.TITLE in products:  # mrnet reads only titled products
         products = products[products[C.TITLE].fillna("").str.strip().str.len() > 0]
-    candidates = ([C.CATEGORY] if C.CATEGORY in products else []) + shop.side_info_columns
+    candidates = shop.label_columns
     # The rule mrnet_tasks.build_tasks applies to these columns; only its classification tasks matter here.
     return {column for column in candidates
             if classification_task(column, products[column], cfg.min_labelled, cfg.min_class_size) is not None}
@@ -314,7 +314,7 @@ def choose_tasks(shop: Shop, config: MRNetComparisonConfig) -> tuple[list[str], 
     trained = mrnet_training_tasks(shop)
     if config.tasks is not None:
         return list(config.tasks), trained, False
-    candidates = ([C.CATEGORY] if C.CATEGORY in shop.products else []) + shop.side_info_columns
+    candidates = shop.label_columns
     if not config.exclude_mrnet_tasks:
         return candidates, trained, False
     unseen = [c for c in candidates if c not in trained]

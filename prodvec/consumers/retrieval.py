@@ -30,8 +30,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from prodvec import columns as C
 from prodvec.consumers.evaluation import RANDOM, EvalContext, Lookup, TaskResult
@@ -178,16 +176,6 @@ class _Tally:
         return cls(np.zeros(n), np.zeros(n), np.zeros(n, bool), np.zeros(n, bool), [], [], set(), set())
 
 
-def served_times(ctx: EvalContext) -> list[pd.Timestamp]:
-    """Every cutoff at which some family's served snapshot changes, read from the views' Feast sources."""
-    times: set[pd.Timestamp] = set()
-    for view in ctx.views.values():
-        path = ctx.fs.get_feature_view(view).batch_source.path
-        stamps = pc.unique(pq.read_table(path, columns=[C.EVENT_TIMESTAMP]).column(0)).to_pandas()
-        times |= set(pd.to_datetime(stamps, utc=True))
-    return sorted(times)
-
-
 def window_starts(times: list[pd.Timestamp], eval_cutoff: pd.Timestamp) -> list[pd.Timestamp]:
     """The cutoff itself and every snapshot time after it: no snapshot changes inside a window."""
     return [eval_cutoff] + [t for t in times if t > eval_cutoff]
@@ -219,7 +207,7 @@ def evaluate_retrieval(ctx: EvalContext, config: RetrievalConfig = RetrievalConf
     has_category = C.CATEGORY in shop.products
     category = pd.Series(pd.factorize(shop.products[C.CATEGORY])[0] if has_category else -1, index=products)
 
-    starts = window_starts(served_times(ctx), ctx.eval_cutoff)
+    starts = window_starts(list(ctx.served_times()), ctx.eval_cutoff)
     window = np.searchsorted(pd.DatetimeIndex(starts).asi8, pd.DatetimeIndex(pairs[AT]).asi8, side="right") - 1
     families = [*ctx.families, RANDOM, MOST_POPULAR]
     tally = {family: _Tally.empty(len(pairs)) for family in families}

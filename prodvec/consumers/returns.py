@@ -79,7 +79,7 @@ def user_context(orders: pd.DataFrame, matrix: np.ndarray, found: np.ndarray) ->
     has none (gradient boosting reads NaN as "unknown").
     """
     unit = np.where(found[:, None], matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12), 0.0)
-    query = pd.DataFrame({C.USER_ID: orders[C.USER_ID].to_numpy(), "t": orders[C.ORDERED_AT].to_numpy()})
+    # Every line is both a query (its own time) and, once placed, part of the user's history.
     bought = pd.DataFrame({C.USER_ID: orders[C.USER_ID].to_numpy(), "t": orders[C.ORDERED_AT].to_numpy()})
     returned = orders[C.RETURNED].to_numpy(bool) & found
     sent_back = pd.DataFrame({C.USER_ID: orders[C.USER_ID].to_numpy()[returned],
@@ -87,7 +87,7 @@ def user_context(orders: pd.DataFrame, matrix: np.ndarray, found: np.ndarray) ->
     out = {}
     for name, events, values in (("cos_user_bought", bought[found], unit[found]),
                                  ("cos_user_returned", sent_back, unit[returned])):
-        total, count = sums_before(events, values, query)
+        total, count = sums_before(events, values, bought)
         mean = total / np.maximum(np.linalg.norm(total, axis=1, keepdims=True), 1e-12)
         out[name] = np.where((count > 0) & found, (unit * mean).sum(1), np.nan)
     return pd.DataFrame(out, index=orders.index)

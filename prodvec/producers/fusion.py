@@ -76,7 +76,7 @@ def coclick_auc(emb: Embeddings, events: pd.DataFrame, rng: np.random.Generator,
 def attribute_knn_accuracy(emb: Embeddings, shop: Shop, k: int, rng: np.random.Generator, sample: int = 2000) -> float:
     """Mean over side-information columns of leave-one-out k-NN majority-vote accuracy."""
     products = shop.products.set_index(C.PRODUCT_ID)
-    columns = ([C.CATEGORY] if C.CATEGORY in products else []) + shop.side_info_columns
+    columns = shop.label_columns
     # A hashed lookup: np.isin compares object strings pairwise (seconds per call on 6k products).
     ids = emb.ids[pd.Index(emb.ids).isin(products.index)]
     if not columns or len(ids) <= k:

@@ -87,7 +87,7 @@ def build_tasks(shop: Shop, *, min_labelled: float = 0.25, min_class_size: int =
     """
     products = shop.products.reset_index(drop=True)
     candidates = []
-    for column in ([C.CATEGORY] if C.CATEGORY in products else []) + shop.side_info_columns:
+    for column in shop.label_columns:
         candidates.append(classification_task(column, products[column], min_labelled, min_class_size))
     if C.PRICE in products:
         price = products[C.PRICE].to_numpy(np.float64)

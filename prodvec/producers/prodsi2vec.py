@@ -57,7 +57,7 @@ def side_info_tokens(shop: Shop) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(product ids, tokens, counts): row i holds product i's `column=value` tokens packed
     to the left (None after them) and counts[i] how many it has."""
     products = shop.products
-    columns = ([C.CATEGORY] if C.CATEGORY in products else []) + shop.side_info_columns
+    columns = shop.label_columns
     tokens = np.full((len(products), max(len(columns), 1)), None, dtype=object)
     for j, column in enumerate(columns):
         values = products[column]

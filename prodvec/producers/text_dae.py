@@ -70,7 +70,7 @@ def catalogue_features(shop: Shop, cfg: DAEConfig) -> tuple[sparse.csr_matrix, l
     """The multi-hot catalogue matrix (products × features) and its feature names."""
     products = shop.products.reset_index(drop=True)
     blocks, names = [], []
-    columns = ([C.CATEGORY] if C.CATEGORY in products else []) + shop.side_info_columns
+    columns = shop.label_columns
     for column in columns:
         block, block_names = _one_hot_block(products[column], column)
         blocks.append(block)

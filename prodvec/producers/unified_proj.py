@@ -69,7 +69,7 @@ class UnifiedProj(Producer):
         device = torch_device(cfg.device)
         products = shop.products.set_index(C.PRODUCT_ID).loc[ids]
         targets = []
-        for column in ([C.CATEGORY] if C.CATEGORY in products else []) + shop.side_info_columns:
+        for column in shop.label_columns:
             codes, uniques = pd.factorize(products[column])
             if len(uniques) >= 2:
                 targets.append((column, torch.as_tensor(codes, device=device), len(uniques)))

@@ -98,11 +98,8 @@ def _meta(ctx: EvalContext, store: SnapshotStore, home: Path, outcomes: list[Tas
 
 
 def _producer_seed(store: SnapshotStore, family: str):
-    for fam, version, _ in store.served_versions():
-        if fam == family:
-            tags = store.promoted(fam, version)
-            return store.get(f"{fam}/v{version}/{tags[-1]}").card().get("params", {}).get("seed", "?")
-    return "?"
+    card = store.served_card(family) or {}
+    return card.get("parameters", {}).get("seed", "?")
 
 
 def main_table(outcomes: list[TaskOutcome]) -> pd.DataFrame:

@@ -487,12 +487,8 @@ def _catalogue_table(shop, products: pd.DataFrame, test: np.ndarray, photo: np.n
 def _fusion_weights(home: Path) -> dict:
     from prodvec.snapshots import SnapshotStore
 
-    store = SnapshotStore(home)
-    for family, version, _ in store.served_versions():
-        if family == FUSION:
-            tag = store.promoted(family, version)[-1]
-            return store.get(f"{family}/v{version}/{tag}").card().get("fusion", {}).get("weights", {})
-    return {}
+    card = SnapshotStore(home).served_card(FUSION) or {}
+    return card.get("fusion", {}).get("weights", {})
 
 
 def _pipeline_lines(result) -> list[str]:

@@ -14,7 +14,6 @@ from typing import Callable
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from prodvec import columns as C
 from prodvec.consumers.evaluation import EvalContext, TaskResult
 from prodvec.consumers.returns import BASELINE, ReturnTask, evaluate_returns
 from prodvec.shop.model import EVENTS, ORDERS, TEXT
@@ -80,7 +79,7 @@ def run_tasks(ctx: EvalContext, names: tuple[str, ...] | None = None, log=print)
         if names is not None and task.name not in names:
             continue
         missing = ctx.shop.missing(task.requires)
-        if task.name == "attributes" and not ctx.shop.side_info_columns and C.CATEGORY not in ctx.shop.products:
+        if task.name == "attributes" and not ctx.shop.label_columns:
             missing = ["side-information columns"]
         if missing:
             reason = f"the shop has no {', '.join(missing)}"

@@ -43,6 +43,11 @@ class Shop:
                 cols.append(name)
         return cols
 
+    @property
+    def label_columns(self) -> list[str]:
+        """The category (where present) and every side-information column: what a product is labelled with."""
+        return ([C.CATEGORY] if C.CATEGORY in self.products.columns else []) + self.side_info_columns
+
     def has(self, what: str) -> bool:
         """Whether the shop carries an input a producer can require."""
         if what == TEXT:
