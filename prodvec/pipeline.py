@@ -13,23 +13,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from prodvec import columns as C
-from prodvec import feast_ops
+from prodvec.core import columns as C
+from prodvec.core import feast_ops
 from prodvec.consumers.returns import BASELINE, ReturnTask, evaluate_returns
-from prodvec.producers.base import InsufficientData
-from prodvec.producers.run import RunResult, produce
-from prodvec.shop.model import EVENTS, ORDERS, Shop
-from prodvec.snapshots import SnapshotStore, view_name
+from prodvec.core.embeddings import InsufficientData
+from prodvec.core.training import RunResult
+from prodvec.jobs import produce
+from prodvec.core.shop.model import EVENTS, ORDERS, Shop
+from prodvec.core.snapshots import SnapshotStore, latest_views
 
 BACKBONE_FAMILIES = ("text_dae", "clicks_bpr", "unified", "unified_concat")
-
-
-def all_families() -> tuple[str, ...]:
-    """Every registered producer, fusions last: they read the others' snapshots."""
-    from prodvec.producers import PRODUCERS
-    from prodvec.producers.fusion import FUSIONS
-
-    return tuple([f for f in PRODUCERS if f not in FUSIONS] + [f for f in PRODUCERS if f in FUSIONS])
 
 
 @dataclass(frozen=True)
@@ -88,14 +81,6 @@ def promote_passed(store: SnapshotStore, runs: list[RunResult], log=print) -> No
             store.promote(run.ref)
         else:
             log(f"{run.ref.id}: NOT promoted (kept for inspection): {run.validation['summary']}")
-
-
-def latest_views(store: SnapshotStore) -> dict[str, str]:
-    """family -> feature view of its newest served version."""
-    views = {}
-    for family, version, _ in store.served_versions():
-        views[family] = view_name(family, version)
-    return views
 
 
 def results_table(store: SnapshotStore, returns: pd.DataFrame | None) -> pd.DataFrame:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+# What `prodvec` (the CLI) sets at start-up, set for the test process too: torch's
+# OpenMP threads must not spin on the shared cores, and no model hub is asked.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
 if TYPE_CHECKING:
     from prodvec.pipeline import Schedule
-    from prodvec.shop.model import Shop
+    from prodvec.core.shop.model import Shop
 
 
 @dataclass(frozen=True)
@@ -34,8 +41,8 @@ def served_home(tmp_path_factory) -> ServedHome:
     evaluation cutoff (day 112).
     """
     from prodvec.pipeline import Schedule, run_pipeline
-    from prodvec.shop import load_shop
-    from prodvec.shop.generator import GeneratorConfig, generate_shop
+    from prodvec.core.shop import load_shop
+    from prodvec.generator import GeneratorConfig, generate_shop
 
     root = tmp_path_factory.mktemp("served")
     shop_dir, home = root / "shop", root / "home"

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from prodvec import columns as C
-from prodvec.shop.model import Shop
+from prodvec.core import columns as C
+from prodvec.core.shop.model import Shop
 
 CATEGORIES = ("tshirts", "jeans", "dresses", "shoes")
 # Two words per category that never appear together in one title.
@@ -109,8 +109,8 @@ FUSED_MODALITIES = {"text_dae": {"epochs": 60, "dim": 16, "hidden": 64},
 
 def fused_modality_store(home: Path):
     """(store, shop, truth): the known-answer shop with validated text_dae and clicks_bpr snapshots at its end."""
-    from prodvec.producers.run import produce
-    from prodvec.snapshots import SnapshotStore
+    from prodvec.jobs import produce
+    from prodvec.core.snapshots import SnapshotStore
 
     shop, truth = known_answer_shop()
     store = SnapshotStore(home)

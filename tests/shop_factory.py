@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from prodvec import columns as C
+from prodvec.core import columns as C
 
 CATEGORIES = ("tshirts", "jeans", "dresses", "shoes")
 CATEGORY_RGB = {"tshirts": (200, 40, 40), "jeans": (40, 60, 200), "dresses": (40, 180, 60), "shoes": (120, 120, 120)}

@@ -11,8 +11,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from prodvec import columns as C
-from prodvec.shop import ContractError, Shop, load_shop
+from prodvec.core import columns as C
+from prodvec.core.shop import ContractError, Shop, load_shop
 from tests.shop_factory import make_shop, shop_tables
 
 P, E, O = C.PRODUCTS_FILE, C.EVENTS_FILE, C.ORDERS_FILE

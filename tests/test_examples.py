@@ -1,27 +1,16 @@
-"""The downstream recipe in examples/ runs and joins point-in-time."""
+"""The downstream recipe (consumers/join_embeddings.py) runs and joins point-in-time."""
 
 from __future__ import annotations
-
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "join_embeddings.py"
-
-
-def load_example():
-    spec = importlib.util.spec_from_file_location("join_embeddings", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from prodvec.consumers import join_embeddings as example
 
 
 @pytest.mark.integration
 def test_join_example_runs_and_gives_each_row_the_snapshot_of_its_own_time(served_home, capsys):
-    example = load_example()
     joined = example.main(["--family", "text_dae", "--home", str(served_home.home), "--shop", str(served_home.shop_dir)])
     assert "embedding columns per row" in capsys.readouterr().out
     assert len(joined) == 5 and "label_returned" in joined

@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prodvec import feast_ops
+from prodvec.core import feast_ops
 from prodvec.consumers.features import historical_embeddings
-from prodvec.feast_defs import LATEST_SERVICE
-from prodvec.producers.base import Embeddings
-from prodvec.snapshots import SnapshotStore
+from prodvec.core.feast_defs import LATEST_SERVICE
+from prodvec.core.embeddings import Embeddings
+from prodvec.core.snapshots import SnapshotStore
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from prodvec import columns as C
-from prodvec.shop.generator import GeneratorConfig, generate_shop
+from prodvec.core import columns as C
+from prodvec.generator import GeneratorConfig, generate_shop
 
 N = 600
 SIDE_INFO = ("brand", "color", "fabric", "pattern", "neck", "gender", "price_band")
@@ -253,9 +253,9 @@ def test_images_are_valid_and_show_the_visual_trait(generated, tables):
 
 
 def test_generated_shop_passes_the_contract_loader(generated):
-    if importlib.util.find_spec("prodvec.shop.loader") is None:
-        pytest.skip("prodvec.shop.loader is not written yet")
-    from prodvec.shop.loader import load_shop
+    if importlib.util.find_spec("prodvec.core.shop.loader") is None:
+        pytest.skip("prodvec.core.shop.loader is not written yet")
+    from prodvec.core.shop.loader import load_shop
 
     shop_dir, _, summary = generated
     shop = load_shop(shop_dir)

@@ -9,13 +9,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from prodvec import columns as C
-from prodvec.producers.base import TrainContext
+from prodvec.core import columns as C
+from prodvec.core.producer import TrainContext
 from prodvec.producers.images_io import ImageError, load_images
-from prodvec.producers.run import make_producer
-from prodvec.shop.model import Shop
+from prodvec.producers import make_producer, producer_class
+from prodvec.core.shop.model import Shop
 from tests.producer_data import known_answer_shop, same_category_share
-from tests.test_producers import FAST
+
+FAST = producer_class("image_siamese").smoke_settings
 
 MYNTRA = Path("/work/shared/data/myntra")
 
@@ -27,7 +28,7 @@ def test_image_siamese_learns_shape_not_colour(tmp_path):
     so training never gave them a same-category positive.
     """
     shop, truth = known_answer_shop(root=tmp_path)
-    emb = make_producer("image_siamese", {**FAST["image_siamese"], "seed": 0}).train(
+    emb = make_producer("image_siamese", {**FAST, "seed": 0}).train(
         shop, TrainContext(cutoff=shop.end, progress=False))
     assert len(emb) == len(shop.products)
     vectors, _ = emb.lookup(shop.products[C.PRODUCT_ID])
@@ -92,7 +93,7 @@ def test_loader_names_the_product_and_file_it_cannot_read(tmp_path):
     assert "product JUNK" in message and "JUNK.jpg" in message
     # The producer passes the same error on instead of failing somewhere inside torch.
     with pytest.raises(ImageError, match="product GONE"):
-        make_producer("image_siamese", FAST["image_siamese"]).train(
+        make_producer("image_siamese", FAST).train(
             shop, TrainContext(cutoff=pd.Timestamp("2025-01-01", tz="UTC"), progress=False))
 
 

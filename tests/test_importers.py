@@ -16,10 +16,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from prodvec import columns as C
+from prodvec.core import columns as C
 from prodvec.cli import main
 from prodvec.importers import IMPORTERS, importer, io, myntra, online_retail
-from prodvec.shop import ContractError, load_shop
+from prodvec.core.shop import ContractError, load_shop
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real public samples not found at {DATA} "
@@ -346,7 +346,7 @@ def test_pipeline_runs_on_a_catalogue_only_shop_and_says_what_it_skipped(tmp_pat
     assert "feast apply: 2 feature views: product_text_dae_v1, product_unified_v1" in out
     assert (tmp_path / "report" / "report.md").is_file(), "the evaluation report runs on a partial shop too"
 
-    from prodvec import feast_ops
+    from prodvec.core import feast_ops
 
     product = pd.read_parquet(shop / "products.parquet")[C.PRODUCT_ID].iloc[0]
     row = feast_ops.open_store(home).get_online_features(
@@ -363,9 +363,10 @@ def test_online_retail_customer_ids_are_strings_and_zero_means_unknown(tmp_path)
 
 # -- the gate on partial shops ---------------------------------------------------------------
 def test_gate_asks_a_photo_family_to_cover_the_products_with_photos_not_the_whole_catalogue(tmp_path):
-    from prodvec.producers.base import Embeddings
-    from prodvec.producers.run import make_producer, validate_snapshot
-    from prodvec.snapshots import SnapshotStore
+    from prodvec.core.embeddings import Embeddings
+    from prodvec.producers import make_producer
+    from prodvec.validation.verdict import validate_snapshot
+    from prodvec.core.snapshots import SnapshotStore
     from tests.shop_factory import make_shop
 
     def few_photos(tables):  # like the Myntra sample: 7% of the catalogue has a photo

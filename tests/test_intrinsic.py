@@ -54,11 +54,11 @@ def test_the_spectrum_starts_at_one_and_ends_at_the_isotropy():
 
 @pytest.mark.integration
 def test_trained_families_are_more_consistent_than_random_and_agree_with_the_true_style(served_home):
-    from prodvec import feast_ops
+    from prodvec.core import feast_ops
     from prodvec.consumers.evaluation import RANDOM, EvalContext
     from prodvec.consumers.intrinsic import evaluate_intrinsic
-    from prodvec.pipeline import latest_views
-    from prodvec.snapshots import SnapshotStore
+    from prodvec.core.snapshots import latest_views
+    from prodvec.core.snapshots import SnapshotStore
 
     shop = served_home.shop
     ctx = EvalContext(shop, feast_ops.open_store(served_home.home), latest_views(SnapshotStore(served_home.home)),

@@ -10,11 +10,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from prodvec.producers.base import TrainContext
+from prodvec.core.producer import TrainContext
 from prodvec.producers.mrnet_tasks import CLASSIFY, build_tasks
-from prodvec.producers.run import make_producer
+from prodvec.producers import make_producer, producer_class
 from tests.producer_data import known_answer_shop, same_category_share
-from tests.test_producers import FAST
+
+FAST = producer_class("mrnet").smoke_settings
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def shop_and_truth():
 
 
 def train(shop, **overrides):
-    producer = make_producer("mrnet", {**FAST["mrnet"], **overrides})
+    producer = make_producer("mrnet", {**FAST, **overrides})
     return producer.train(shop, TrainContext(cutoff=shop.end, progress=False))
 
 
@@ -87,7 +88,7 @@ def test_tasks_follow_the_shops_columns(shop_and_truth):
 def test_retraining_from_the_previous_snapshot_stays_near_it(shop_and_truth):
     shop, _ = shop_and_truth
     first = train(shop)
-    producer = make_producer("mrnet", {**FAST["mrnet"], "seed": 1})
+    producer = make_producer("mrnet", {**FAST, "seed": 1})
     cold = producer.train(shop, TrainContext(cutoff=shop.end, progress=False))
     warm = producer.train(shop, TrainContext(cutoff=shop.end, progress=False, previous=first))
 

@@ -8,16 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prodvec import columns as C
-from prodvec import feast_ops
+from prodvec.core import columns as C
+from prodvec.core import feast_ops
 from prodvec.consumers import mrnet_comparison as M
 from prodvec.consumers.evaluation import RANDOM, EvalContext
 from prodvec.consumers.mrnet_comparison import COVERED, FULL, LR, RF, SMALL, TFIDF, TFIDF_LR, TFIDF_RF, UNSEEN
-from prodvec.pipeline import Schedule, latest_views, run_pipeline
-from prodvec.shop import load_shop
-from prodvec.shop.generator import GeneratorConfig, generate_shop
-from prodvec.shop.model import Shop
-from prodvec.snapshots import SnapshotStore
+from prodvec.core.snapshots import latest_views
+from prodvec.pipeline import Schedule, run_pipeline
+from prodvec.core.shop import load_shop
+from prodvec.generator import GeneratorConfig, generate_shop
+from prodvec.core.shop.model import Shop
+from prodvec.core.snapshots import SnapshotStore
 
 # Cheap forests: the tests check the bookkeeping, not the forest's quality.
 FAST = M.MRNetComparisonConfig(small_train=60, rf_trees=20)

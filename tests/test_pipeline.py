@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from prodvec import feast_ops
+from prodvec.core import feast_ops
 from prodvec.cli import main
-from prodvec.producers.base import Embeddings
-from prodvec.snapshots import SnapshotStore
+from prodvec.core.embeddings import Embeddings
+from prodvec.core.snapshots import SnapshotStore
 
 pytestmark = pytest.mark.integration
 

@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 from scipy import sparse
 
-from prodvec.producers.base import InsufficientData, TrainContext
+from prodvec.core.embeddings import InsufficientData
+from prodvec.core.producer import TrainContext
 from prodvec.producers.prodsi2vec import SideInfoCorpus, side_info_tokens
-from prodvec.producers.run import make_producer
+from prodvec.producers import make_producer
 from prodvec.producers.walks import cooccurrence_graph, random_walks
 from tests.producer_data import known_answer_shop, same_category_share
 

@@ -1,7 +1,7 @@
 """Every registered producer honours the same contract, and each one learned something.
 
 The contract test is parametrised over `PRODUCERS`, so a new producer is
-covered the moment it is registered; give it fast settings in `FAST`.
+covered the moment it is registered, with the settings its class declares (`smoke_settings`).
 """
 
 from __future__ import annotations
@@ -10,28 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prodvec.producers import PRODUCERS
-from prodvec.producers.base import InsufficientData, TrainContext
-from prodvec.producers.run import make_producer, produce
-from prodvec.snapshots import SnapshotStore
+from prodvec.producers import PRODUCERS, producer_class
+from prodvec.core.embeddings import InsufficientData
+from prodvec.core.producer import TrainContext
+from prodvec.jobs import produce
+from prodvec.producers import make_producer
+from prodvec.core.snapshots import SnapshotStore
 from tests.producer_data import SYNONYMS, known_answer_shop, same_category_share
 
-# Settings that keep each producer's test in seconds on a CPU.
-FAST: dict[str, dict] = {
-    "text_dae": {"epochs": 60, "dim": 16, "hidden": 64},
-    "clicks_bpr": {"epochs": 60, "dim": 16, "lr": 0.05},
-    "unified": {"dim": 16},
-    "mrnet": {"dim": 16, "epochs": 10, "batch_size": 64, "w2v_epochs": 5, "adapter_steps": 20, "sae_epochs": 40},
-    "sasrec": {"dim": 16, "epochs": 1, "batch_size": 128, "negatives": 16},
-    "text_minilm": {"dim": 64},  # at 16 the randomised PCA converges and the seed stops mattering
-    "unified_proj": {"dim": 16, "steps": 100},
-    "unified_concat": {"dim": 16},
-    "prod2vec": {"dim": 16},
-    "prodsi2vec": {"dim": 16},
-    "deepwalk_prod2vec": {"dim": 16},
-    "deepwalk_prodsi2vec": {"dim": 16},
-    "image_siamese": {"dim": 16, "side": 32, "width": 16, "epochs": 4, "batch_size": 32},
-}
 # Families a fusion reads, trained first into the same store.
 MODALITIES = ("text_dae", "clicks_bpr")
 
@@ -45,8 +31,13 @@ def cutoff(shop) -> pd.Timestamp:
     return shop.end
 
 
+def fast(name: str) -> dict:
+    """The settings a producer declares for a test-sized run."""
+    return dict(producer_class(name).smoke_settings)
+
+
 def train(name: str, shop, store: SnapshotStore | None = None, seed: int = 0):
-    producer = make_producer(name, {**FAST.get(name, {}), "seed": seed})
+    producer = make_producer(name, {**fast(name), "seed": seed})
     return producer.train(shop, TrainContext(cutoff=cutoff(shop), store=store, progress=False))
 
 
@@ -56,7 +47,7 @@ def modality_store(shop_and_truth, tmp_path_factory):
     shop, _ = shop_and_truth
     store = SnapshotStore(tmp_path_factory.mktemp("home"))
     for family in MODALITIES:
-        produce(shop, family, [cutoff(shop)], store, overrides=FAST[family], progress=False, log=lambda m: None)
+        produce(shop, family, [cutoff(shop)], store, overrides=fast(family), progress=False, log=lambda m: None)
     return store
 
 
@@ -65,7 +56,7 @@ def test_producer_contract(name, shop_and_truth, modality_store):
     shop, _ = shop_and_truth
     first = train(name, shop, modality_store)
     again = train(name, shop, modality_store)
-    expected_dim = FAST.get(name, {}).get("dim", 64)
+    expected_dim = fast(name).get("dim", 64)
     assert first.vectors.shape == (len(first.ids), expected_dim)
     assert first.vectors.dtype == np.float32
     assert len(np.unique(first.ids)) == len(first.ids)
@@ -130,12 +121,12 @@ def test_unified_covers_every_product_and_places_cold_ones_by_content(shop_and_t
 def test_unified_freezes_its_weights_after_the_first_snapshot(shop_and_truth, modality_store):
     shop, _ = shop_and_truth
     first_cut = cutoff(shop)
-    runs = produce(shop, "unified", [first_cut], modality_store, overrides=FAST["unified"], progress=False,
+    runs = produce(shop, "unified", [first_cut], modality_store, overrides=fast("unified"), progress=False,
                    log=lambda m: None)
     first = runs[0].ref.card()["fusion"]
     assert not first["frozen"] and abs(sum(first["weights"].values()) - 1) < 1e-6
     later = produce(shop, "unified", [first_cut + pd.Timedelta(days=7)], modality_store,
-                    overrides=FAST["unified"], progress=False, log=lambda m: None)[0].ref.card()["fusion"]
+                    overrides=fast("unified"), progress=False, log=lambda m: None)[0].ref.card()["fusion"]
     assert later["frozen"] and later["weights"] == first["weights"]
 
 

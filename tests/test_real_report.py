@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prodvec import columns as C
+from prodvec.core import columns as C
 from prodvec.report import real
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -79,7 +79,7 @@ def test_chance_claim_needs_twice_random_and_more_than_the_majority_class():
 
 
 def test_sample_sessions_keeps_whole_sessions_on_each_side_of_the_split():
-    from prodvec.shop.model import Shop
+    from prodvec.core.shop.model import Shop
 
     ts = pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-01", "2024-01-05", "2024-01-06", "2024-01-07"], utc=True)
     events = pd.DataFrame({C.SESSION_ID: ["a", "a", "b", "b", "c", "d"], C.PRODUCT_ID: list("xyxyxy"), C.TS: ts})

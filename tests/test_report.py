@@ -60,8 +60,8 @@ def report(served_home, tmp_path_factory):
 
 @pytest.mark.integration
 def test_report_scores_every_family_on_every_task_the_shop_supports(report, served_home):
-    from prodvec.pipeline import latest_views
-    from prodvec.snapshots import SnapshotStore
+    from prodvec.core.snapshots import latest_views
+    from prodvec.core.snapshots import SnapshotStore
 
     families = set(latest_views(SnapshotStore(served_home.home)))
     ran = {o.task.name for o in report.outcomes if o.result is not None}

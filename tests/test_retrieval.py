@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prodvec import columns as C
+from prodvec.core import columns as C
 from prodvec.consumers.retrieval import (
     MOST_POPULAR,
     RetrievalConfig,
@@ -110,10 +110,10 @@ def test_self_information_ranks_rare_items_higher_and_stays_finite_for_unseen():
 
 @pytest.mark.integration
 def test_trained_families_retrieve_the_next_click_better_than_chance(served_home):
-    from prodvec import feast_ops
+    from prodvec.core import feast_ops
     from prodvec.consumers.evaluation import RANDOM, EvalContext
-    from prodvec.pipeline import latest_views
-    from prodvec.snapshots import SnapshotStore
+    from prodvec.core.snapshots import latest_views
+    from prodvec.core.snapshots import SnapshotStore
 
     shop = served_home.shop
     ctx = EvalContext(shop, feast_ops.open_store(served_home.home), latest_views(SnapshotStore(served_home.home)),

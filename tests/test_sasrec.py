@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from prodvec import columns as C
-from prodvec.producers.base import TrainContext
+from prodvec.core import columns as C
+from prodvec.core.producer import TrainContext
 from prodvec.producers.sasrec import SASRec, SASRecConfig, sequence_matrix
 from prodvec.producers.sequences import as_lists, session_sequences
 from tests.producer_data import known_answer_shop, same_category_share

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prodvec import columns as C
+from prodvec.core import columns as C
 from prodvec.consumers.next_click import (
     POPULARITY,
     evaluate_next_click,
@@ -23,9 +23,9 @@ from prodvec.consumers.next_click import (
 )
 from prodvec.importers.io import SourceError
 from prodvec.importers.session_clicks import IMPORT_FILE, import_shop, read_clicks, read_split
-from prodvec.producers.base import Embeddings
-from prodvec.shop import load_shop
-from prodvec.shop.model import Shop
+from prodvec.core.embeddings import Embeddings
+from prodvec.core.shop import load_shop
+from prodvec.core.shop.model import Shop
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 T0 = 1396437466  # 2014-04-02 11:17:46 UTC

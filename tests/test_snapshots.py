@@ -13,8 +13,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from prodvec.producers.base import Embeddings
-from prodvec.snapshots import TMP_PREFIX, SnapshotError, SnapshotStore
+from prodvec.core.embeddings import Embeddings
+from prodvec.core.snapshots import TMP_PREFIX, SnapshotError, SnapshotStore
 
 CUT1 = pd.Timestamp("2025-02-01", tz="UTC")
 CUT2 = pd.Timestamp("2025-03-01", tz="UTC")
@@ -49,10 +49,11 @@ def test_write_then_read_round_trips(tmp_path):
 
 def test_a_new_schema_gets_a_new_version_never_an_overwrite(tmp_path):
     store = SnapshotStore(tmp_path)
-    assert store.version_for("fam", {"dim": 8}) == 1
-    assert store.version_for("fam", {"dim": 8}) == 1
-    assert store.version_for("fam", {"dim": 16}) == 2
-    assert store.version_for("fam", {"dim": 8}) == 1
+    assert store.version_of("fam", {"dim": 8}) is None, "looking a version up registers nothing"
+    assert store.register_version("fam", {"dim": 8}) == 1
+    assert store.register_version("fam", {"dim": 8}) == 1
+    assert store.register_version("fam", {"dim": 16}) == 2
+    assert store.version_of("fam", {"dim": 8}) == 1 and store.version_of("fam", {"dim": 16}) == 2
 
 
 def test_existing_snapshot_is_not_overwritten_without_replace(tmp_path):
@@ -94,8 +95,8 @@ WRITER = textwrap.dedent(
     import sys, time
     import numpy as np, pandas as pd
     import pyarrow.parquet as pq
-    from prodvec.producers.base import Embeddings
-    from prodvec.snapshots import SnapshotStore
+    from prodvec.core.embeddings import Embeddings
+    from prodvec.core.snapshots import SnapshotStore
 
     # Slow every batch down so the parent can kill us in the middle of the file.
     original = pq.ParquetWriter.write_batch
@@ -136,7 +137,7 @@ def test_a_producer_killed_mid_write_leaves_no_snapshot_and_the_previous_one_ser
 
 def test_writes_stream_in_batches_not_one_table(tmp_path, monkeypatch):
     """Memory is bounded by the batch size: a large table is written batch by batch."""
-    import prodvec.snapshots as snapshots
+    import prodvec.core.snapshots as snapshots
 
     monkeypatch.setattr(snapshots, "WRITE_BATCH_ROWS", 1000)
     ref = SnapshotStore(tmp_path).write("fam", 1, CUT1, table(4500, 3.0), {})

@@ -24,8 +24,8 @@ def refuse(*args, **kwargs):
 socket.socket.connect = refuse
 socket.create_connection = refuse
 
-from prodvec.producers.base import TrainContext
-from prodvec.producers.run import make_producer
+from prodvec.core.producer import TrainContext
+from prodvec.producers import make_producer
 from tests.producer_data import SYNONYMS, known_answer_shop, same_category_share
 
 shop, truth = known_answer_shop()

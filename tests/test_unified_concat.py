@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from prodvec.producers.fusion import normalise
-from prodvec.producers.run import produce
+from prodvec.jobs import produce
 from tests.producer_data import fused_modality_store, quiet, same_category_share
 
 WHOLE = {"modalities": "text_dae,clicks_bpr"}

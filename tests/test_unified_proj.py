@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prodvec.producers.run import produce
+from prodvec.jobs import produce
 from tests.producer_data import fused_modality_store, quiet, same_category_share
 
 SETTINGS = {"dim": 16, "steps": 150, "modalities": "text_dae,clicks_bpr"}

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prodvec.columns import PRODUCT_ID
-from prodvec.producers.base import Embeddings
+from prodvec.core.columns import PRODUCT_ID
+from prodvec.core.embeddings import Embeddings
 from prodvec.validation import (
     GateConfig,
     centred_energy,

@@ -4,7 +4,7 @@ Each format is one module exposing
 
     def import_shop(source: Path, shop_dir: Path, *, overwrite: bool = False, **options) -> Path
 
-which writes a shop that passes the contract loader (`prodvec.shop.load_shop`)
+which writes a shop that passes the contract loader (`prodvec.core.shop.load_shop`)
 and returns `shop_dir`. The shared reading, error and writing helpers are in
 `prodvec.importers.io`. Modules are imported only when their format is used,
 so listing the formats stays cheap.

@@ -45,8 +45,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from prodvec import columns as C
-from prodvec.shop.errors import ContractError
+from prodvec.core import columns as C
+from prodvec.core.shop.errors import ContractError
 
 __all__ = [
     "SHOP_OUTPUTS",
@@ -226,7 +226,7 @@ def write_shop(
             write_parquet(events, stage / C.EVENTS_FILE)
         if orders is not None:
             write_parquet(orders, stage / C.ORDERS_FILE)
-        from prodvec.shop.loader import load_shop  # the loader check: nothing lands unless it passes
+        from prodvec.core.shop.loader import load_shop  # the loader check: nothing lands unless it passes
 
         load_shop(stage, log=log)
         _move_into_place(stage, shop_dir)

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from prodvec import columns as C
+from prodvec.core import columns as C
 from prodvec.importers import io
 
 STYLES_FILE = "styles.csv"

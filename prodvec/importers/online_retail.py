@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from prodvec import columns as C
+from prodvec.core import columns as C
 from prodvec.importers import io
 
 CSV_FILE = "online_retail.csv"

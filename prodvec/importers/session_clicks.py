@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from prodvec import columns as C
+from prodvec.core import columns as C
 from prodvec.importers.io import Log, SourceError, id_strings, read_csv, reject_rows, require_columns, write_shop
 
 YOOCHOOSE, YOOCHOOSE_RAW, DIGINETICA = "yoochoose", "yoochoose-raw", "diginetica"

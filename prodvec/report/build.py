@@ -17,15 +17,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from prodvec import columns as C
-from prodvec import feast_ops
+from prodvec.core import columns as C
+from prodvec.core import feast_ops
 from prodvec.consumers.evaluation import EvalContext
-from prodvec.pipeline import Schedule, latest_views, results_table
+from prodvec.core.snapshots import latest_views
+from prodvec.pipeline import Schedule, results_table
 from prodvec.report import plots
 from prodvec.report.render import Section, best_flags, to_html, to_markdown
 from prodvec.report.tasks import TaskOutcome, run_tasks
-from prodvec.shop.model import Shop
-from prodvec.snapshots import SnapshotStore, parse_tag
+from prodvec.core.shop.model import Shop
+from prodvec.core.snapshots import SnapshotStore, parse_tag
 
 # The unified claim: within this fraction of the best single family on each of the paper's tasks.
 WITHIN = 0.05
@@ -48,10 +49,10 @@ def served_cutoffs(store: SnapshotStore) -> tuple[pd.Timestamp, ...]:
 
 def fusion_claims(outcomes: list[TaskOutcome], families: list[str]) -> list[str]:
     """Plain sentences on "one embedding does them all": each fusion against the best single family."""
-    from prodvec.producers.fusion import FUSIONS
+    from prodvec.producers import is_fusion
 
-    fusions = [f for f in families if f in FUSIONS]
-    singles = [f for f in families if f not in FUSIONS]
+    fusions = [f for f in families if is_fusion(f)]
+    singles = [f for f in families if not is_fusion(f)]
     paper = [o for o in outcomes if o.task.paper and o.result is not None]
     if not fusions or not singles or not paper:
         return ["No fused family and single family to compare on the paper's tasks."]
@@ -147,7 +148,7 @@ def build_report(shop: Shop, home: str | Path, out_dir: str | Path, *, online: s
 
 
 def _sections(ctx, store, home, outcomes, families, claims, staging: Path, map_family, log) -> list[Section]:
-    from prodvec.producers.fusion import FUSIONS
+    from prodvec.producers import is_fusion
 
     table = main_table(outcomes)
     summary = Section("Summary", notes=claims + [
@@ -159,7 +160,7 @@ def _sections(ctx, store, home, outcomes, families, claims, staging: Path, map_f
     sections = [summary]
 
     images = []
-    fused = [f for f in families if f in FUSIONS]
+    fused = [f for f in families if is_fusion(f)]
     chosen = map_family or (fused[0] if fused else families[0])
     try:
         if plots.embedding_map(ctx, chosen, staging / "plots" / "map.png"):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from prodvec import columns as C
+from prodvec.core import columns as C
 from prodvec.consumers.evaluation import BASELINES, EvalContext, TaskResult
 
 

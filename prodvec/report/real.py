@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from prodvec import columns as C
+from prodvec.core import columns as C
 from prodvec.report.render import Section, best_flags, to_html, to_markdown
 
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -266,7 +266,7 @@ def neighbour_grid(shop_root: Path, rows: list[list[str]], captions: list[list[s
 def _import(fmt: str, source: Path, shop_dir: Path, log):
     from prodvec.importers import importer
     from prodvec.importers.io import summarize
-    from prodvec.shop import load_shop
+    from prodvec.core.shop import load_shop
 
     importer(fmt).import_shop(source, shop_dir, overwrite=True, log=log)
     n = summarize(shop_dir)
@@ -293,11 +293,11 @@ def _flags(table: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
 
 
 def _context(shop, home: Path, eval_cutoff: pd.Timestamp, seed: int):
-    from prodvec import feast_ops
+    from prodvec.core import feast_ops
     from prodvec.consumers.evaluation import EvalContext
-    from prodvec.pipeline import latest_views
+    from prodvec.core.snapshots import latest_views
     from prodvec.report.build import served_cutoffs
-    from prodvec.snapshots import SnapshotStore
+    from prodvec.core.snapshots import SnapshotStore
 
     store = SnapshotStore(home)
     return EvalContext(shop, feast_ops.open_store(home), latest_views(store), eval_cutoff, seed=seed,
@@ -485,7 +485,7 @@ def _catalogue_table(shop, products: pd.DataFrame, test: np.ndarray, photo: np.n
 
 
 def _fusion_weights(home: Path) -> dict:
-    from prodvec.snapshots import SnapshotStore
+    from prodvec.core.snapshots import SnapshotStore
 
     card = SnapshotStore(home).served_card(FUSION) or {}
     return card.get("fusion", {}).get("weights", {})
@@ -538,7 +538,7 @@ def online_retail(source: Path, work: Path, config: RealConfig, log=print) -> Da
     """Invoices -> backbone families through the pipeline -> cancellation (return) AUC through Feast."""
     from prodvec.consumers.returns import ReturnTask, split_orders
     from prodvec.pipeline import Schedule, results_table, run_pipeline
-    from prodvec.snapshots import SnapshotStore
+    from prodvec.core.snapshots import SnapshotStore
 
     shop = _import("online-retail", source, work / "retail", log)
     schedule = Schedule(config.retail_first_days, config.retail_every_days, config.retail_eval_days)

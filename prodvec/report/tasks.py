@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from prodvec.consumers.evaluation import EvalContext, TaskResult
 from prodvec.consumers.returns import BASELINE, ReturnTask, evaluate_returns
-from prodvec.shop.model import EVENTS, ORDERS, TEXT
+from prodvec.core.shop.model import EVENTS, ORDERS, TEXT
 
 
 def evaluate_return_task(ctx: EvalContext) -> TaskResult:

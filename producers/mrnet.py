@@ -1,0 +1,386 @@
+"""mrnet: MRNet-Product2Vec (Biswas et al. 2017), a multi-task BiLSTM over product text.
+
+A bidirectional LSTM reads the title, then the first `desc_tokens` words of
+the description (stop words, i.e. words in over half of the products, left
+out), as word2vec vectors plus a flag telling title from description words.
+The word vectors are trained with gensim on the shop's own titles and
+descriptions and kept frozen: the shop's text is small, and frozen vectors
+keep words seen in few batches where word2vec put them. The LSTM's final
+forward and backward states, concatenated (and projected when 2 * hidden
+differs from dim), are the shared product embedding z.
+
+Training is discriminative and multi-task with alternating optimisation:
+every batch picks one task uniformly at random and updates the shared
+network and that task's linear head, on products labelled for it. The tasks
+come from the shop (`mrnet_tasks`): a classifier per side-information
+column and for the category, regressions of log price and log(1 + views),
+and decoding the title's TF-IDF vector.
+
+Product groups (`product_groups=True`, the default): the paper trains one
+network per product group and maps the group-specific embeddings into one
+space with a sparse autoencoder. A network per category is too slow here,
+so each category with enough products gets a small adapter instead: a
+linear map of the shared z, started at the identity and held near it,
+trained with fresh copies of the heads on the tasks that vary within that
+category (a neck type exists for tops, not for bags). Products without a
+category join the one the category head predicts when it is confident. A
+sparse autoencoder (`sparse_autoencoder`, L1 activity penalty, code size
+`dim`) then encodes the per-category embeddings into one category-agnostic
+space; its code is the output. With `product_groups=False` the output is z.
+
+Warm start: retrains see a new vocabulary, so no weight carries over;
+instead the output of products in the previous snapshot is pulled towards
+their previous vectors (up to a learned offset, as snapshots are centred).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from prodvec.core import columns as C
+from prodvec.core.embeddings import Embeddings, InsufficientData
+from prodvec.core.producer import Producer, ProducerConfig, TrainContext
+from prodvec.producers.torch_utils import seed_torch, torch_device
+from prodvec.producers.mrnet_tasks import CLASSIFY, REGRESS, Task, build_tasks, tokenise
+from prodvec.producers.sparse_autoencoder import SparseAutoencoderConfig, fit_sparse_autoencoder
+from prodvec.core.shop.model import TEXT, Shop
+
+
+@dataclass(frozen=True)
+class MRNetConfig(ProducerConfig):
+    # Word vectors (gensim word2vec on titles + descriptions).
+    word_dim: int = 48
+    w2v_epochs: int = 5
+    w2v_window: int = 5
+    w2v_min_count: int = 2
+    fine_tune_words: bool = False
+    # Description words read after the title; 0 reads titles only.
+    desc_tokens: int = 6
+    # Words in more than this share of products are not read (stop words).
+    max_word_share: float = 0.5
+    # Shared BiLSTM (per direction: 2 * hidden = dim needs no projection) and multi-task training.
+    hidden: int = 32
+    # Every step trains one task, so each task sees about epochs * n / batch_size / n_tasks batches.
+    epochs: int = 20
+    batch_size: int = 256
+    lr: float = 1e-2
+    # Tasks: a column labelled for less than this share of products is left out
+    # ("mostly null"). Not 0.5: a column only some categories have, like a
+    # neck type, is exactly what the per-category adapters learn from.
+    min_labelled: float = 0.25
+    min_class_size: int = 5
+    tfidf_features: int = 1024
+    # Product-group step: per-category adapters, then a sparse autoencoder.
+    product_groups: bool = True
+    min_group_size: int = 20
+    adapter_steps: int = 30
+    adapter_lr: float = 2e-2
+    # Weight of ||A_g - I||^2: keeps each category's map a small correction.
+    adapter_l2: float = 1.0
+    sae_epochs: int = 12
+    sae_l1: float = 1e-3
+    sae_group_decay: float = 0.1
+    # Weight of the pull towards the previous snapshot's vectors (warm start).
+    anchor: float = 1.0
+
+
+def _stable_hash(text: str) -> int:
+    """gensim's seed hash; Python's own hash() differs per process (PYTHONHASHSEED)."""
+    return zlib.crc32(text.encode("utf-8"))
+
+
+def word_vectors(sentences: list[list[str]], cfg: MRNetConfig) -> tuple[dict[str, int], np.ndarray]:
+    """Token -> row of the returned matrix; row 0 is an all-zero padding vector."""
+    from gensim.models import Word2Vec
+
+    model = Word2Vec(sentences, vector_size=cfg.word_dim, window=cfg.w2v_window, min_count=cfg.w2v_min_count,
+                     sg=1, negative=5, epochs=cfg.w2v_epochs, workers=1, seed=cfg.seed, hashfxn=_stable_hash)
+    vocab = {token: i + 1 for i, token in enumerate(model.wv.index_to_key)}
+    words = model.wv.vectors.astype(np.float64)
+    # Word2vec's scale depends on corpus size; standardised inputs keep the
+    # LSTM's gates out of the regime where only their biases matter.
+    words = (words - words.mean(axis=0)) / np.maximum(words.std(axis=0), 1e-8)
+    matrix = np.vstack([np.zeros((1, cfg.word_dim)), words]).astype(np.float32)
+    return vocab, matrix
+
+
+def sequences(titles: list[list[str]], descriptions: list[list[str]], vocab: dict[str, int], desc_tokens: int,
+              max_share: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Padded word ids, title flags and lengths of the LSTM's input.
+
+    Words unknown to word2vec and words in more than `max_share` of the
+    products ("in", "made", "from") are dropped: they cost LSTM steps and
+    tell products apart little. An empty text is one padding step.
+    """
+    df = pd.Series([w for t, d in zip(titles, descriptions) for w in set(t) | set(d)]).value_counts()
+    common = set(df.index[df > max_share * len(titles)])
+    keep = {w: i for w, i in vocab.items() if w not in common}
+    rows = []
+    for title, description in zip(titles, descriptions):
+        t = [keep[w] for w in title if w in keep]
+        d = [keep[w] for w in description if w in keep][:desc_tokens]
+        rows.append((t, d))
+    lengths = np.array([max(len(t) + len(d), 1) for t, d in rows], dtype=np.int64)
+    ids = np.zeros((len(rows), lengths.max()), dtype=np.int64)
+    flags = np.zeros(ids.shape, dtype=np.float32)
+    for i, (t, d) in enumerate(rows):
+        ids[i, : len(t) + len(d)] = t + d
+        flags[i, : max(len(t), 1)] = 1.0
+    return ids, flags, lengths
+
+
+def task_loss(kind: str, pred, target, weight=None):
+    """Mean loss over rows, or the `weight`-weighted mean (weight 0 = row not labelled)."""
+    import torch.nn.functional as F
+
+    if kind == CLASSIFY:
+        per_row = F.cross_entropy(pred, target, reduction="none")
+    elif kind == REGRESS:
+        per_row = (pred.squeeze(1) - target).pow(2)
+    else:  # DECODE: TF-IDF target rows have unit length; cosine ignores the prediction's scale.
+        per_row = 1 - F.cosine_similarity(pred, target, dim=1)
+    if weight is None:
+        return per_row.mean()
+    return (per_row * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def _target_tensor(task: Task, device):
+    import torch
+
+    dtype = torch.long if task.kind == CLASSIFY else torch.float32
+    return torch.as_tensor(task.target, dtype=dtype, device=device)
+
+
+def build_encoder(vectors: np.ndarray, hidden: int, dim: int, freeze: bool = True):
+    import torch
+    from torch import nn
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    class Encoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.words = nn.Embedding.from_pretrained(torch.as_tensor(vectors), freeze=freeze, padding_idx=0)
+            self.lstm = nn.LSTM(vectors.shape[1] + 1, hidden, batch_first=True, bidirectional=True)
+            self.project = nn.Identity() if 2 * hidden == dim else nn.Linear(2 * hidden, dim)
+
+        def forward(self, ids, flags, lengths):
+            x = torch.cat([self.words(ids), flags.unsqueeze(-1)], dim=-1)
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            _, (h, _) = self.lstm(packed)  # h: (2 directions, batch, hidden), the true last states
+            return self.project(torch.cat([h[0], h[1]], dim=1))
+
+    return Encoder()
+
+
+class MRNet(Producer):
+    name = "mrnet"
+    smoke_settings = {"dim": 16, "epochs": 10, "batch_size": 64, "w2v_epochs": 5, "adapter_steps": 20,
+                      "sae_epochs": 40}
+    requires = frozenset({TEXT})
+    Config = MRNetConfig
+    description = "MRNet-Product2Vec: multi-task BiLSTM over title and description word vectors (Biswas et al. 2017)"
+    min_coverage = 0.99
+
+    def train(self, shop: Shop, context: TrainContext) -> Embeddings:
+        import torch
+        from torch import nn
+
+        cfg = self.config
+        rng = seed_torch(cfg.seed)
+        device = torch_device(cfg.device)
+        products = shop.products.reset_index(drop=True)
+        has_title = products[C.TITLE].fillna("").str.strip().str.len().to_numpy() > 0
+        # A product without a title has nothing to read: it is left out.
+        products = products[has_title].reset_index(drop=True)
+        shop = replace(shop, products=products)
+        n = len(products)
+        tasks = build_tasks(shop, min_labelled=cfg.min_labelled, min_class_size=cfg.min_class_size,
+                            tfidf_features=cfg.tfidf_features)
+        if n < 2 or not tasks:
+            raise InsufficientData(f"{n} titled products and {len(tasks)} tasks: nothing to learn")
+
+        titles = tokenise(products[C.TITLE])
+        descriptions = tokenise(products[C.DESCRIPTION]) if C.DESCRIPTION in products else [[] for _ in titles]
+        counts = pd.Series([w for words in titles + descriptions for w in words]).value_counts()
+        if not (counts >= cfg.w2v_min_count).any():
+            raise InsufficientData(f"no word occurs {cfg.w2v_min_count} times: no word vectors to learn")
+        vocab, vectors = word_vectors([t + d for t, d in zip(titles, descriptions)], cfg)
+        ids_np, flags_np, lengths_np = sequences(titles, descriptions, vocab, cfg.desc_tokens, cfg.max_word_share)
+        ids, flags = torch.as_tensor(ids_np, device=device), torch.as_tensor(flags_np, device=device)
+        lengths = torch.as_tensor(lengths_np)
+
+        encoder = build_encoder(vectors, cfg.hidden, cfg.dim, freeze=not cfg.fine_tune_words).to(device)
+        heads = nn.ModuleList([nn.Linear(cfg.dim, t.width) for t in tasks]).to(device)
+        targets = [_target_tensor(t, device) for t in tasks]
+        offset = nn.Parameter(torch.zeros(cfg.dim, device=device))  # used by the anchor only
+        optimiser = torch.optim.Adam([*encoder.parameters(), *heads.parameters(), offset], lr=cfg.lr)
+
+        # Anchors: with product groups the output is the autoencoder's code,
+        # so the pull acts there; otherwise on z.
+        anchors, anchored = None, np.zeros(n, dtype=bool)
+        warm = context.previous_rows(products[C.PRODUCT_ID], cfg.dim)
+        if warm is not None and cfg.anchor > 0:
+            anchors, anchored = warm
+        pull_z = anchors is not None and not cfg.product_groups and anchored.any()
+        if pull_z:
+            anchor_t, anchored_t = torch.as_tensor(anchors, device=device), torch.as_tensor(anchored, device=device)
+
+        def embed(rows: np.ndarray):
+            length = lengths[rows]
+            width = int(length.max())
+            index = torch.as_tensor(rows, device=device)
+            return encoder(ids[index, :width], flags[index, :width], length)
+
+        # One shuffled pass per task, restarted when used up.
+        pools = [np.flatnonzero(t.labelled) for t in tasks]
+        orders = [rng.permutation(p) for p in pools]
+        cursor = [0] * len(tasks)
+        steps = max(1, -(-n // cfg.batch_size))
+        encoder.train()
+        for _ in tqdm(range(cfg.epochs), desc="mrnet", disable=not context.progress, leave=False):
+            for _ in range(steps):
+                k = int(rng.integers(len(tasks)))
+                if cursor[k] >= len(orders[k]):
+                    orders[k], cursor[k] = rng.permutation(pools[k]), 0
+                rows = np.sort(orders[k][cursor[k] : cursor[k] + cfg.batch_size])
+                cursor[k] += cfg.batch_size
+                z = embed(rows)
+                index = torch.as_tensor(rows, device=device)
+                loss = task_loss(tasks[k].kind, heads[k](z), targets[k][index])
+                if pull_z:
+                    pulled = anchored_t[index]
+                    if pulled.any():
+                        loss = loss + cfg.anchor * (z[pulled] - offset - anchor_t[index][pulled]).pow(2).sum(1).mean()
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+
+        encoder.eval()
+        z_all = np.empty((n, cfg.dim), dtype=np.float32)
+        with torch.no_grad():
+            for start in range(0, n, 1024):
+                rows = np.arange(start, min(start + 1024, n))
+                z_all[rows] = embed(rows).cpu().numpy()
+
+        out, n_groups = z_all, 0
+        if cfg.product_groups:
+            groups, names = category_groups(products, cfg.min_group_size)
+            groups = impute_groups(groups, names, products, z_all, tasks, heads, device)
+            n_groups = len(names)
+            adapted = fit_group_adapters(z_all, groups, n_groups, tasks, heads, cfg, device)
+            sae = SparseAutoencoderConfig(code=cfg.dim, epochs=cfg.sae_epochs, l1=cfg.sae_l1,
+                                          group_decay=cfg.sae_group_decay, anchor=cfg.anchor)
+            out = fit_sparse_autoencoder(adapted, groups, n_groups, sae, rng, device, anchors=anchors,
+                                         anchored=anchored, progress=context.progress)
+        # The model card records what the shop let the method learn.
+        self.card_extras_ = {"mrnet": {"tasks": [t.name for t in tasks], "words": len(vocab),
+                                       "product_groups": n_groups}}
+        # Remove the common offset so cosine neighbourhoods are meaningful.
+        out = out - out.mean(axis=0, keepdims=True)
+        return Embeddings(products[C.PRODUCT_ID].to_numpy(), out.astype(np.float32))
+
+
+def category_groups(products: pd.DataFrame, min_size: int) -> tuple[np.ndarray, pd.Index]:
+    """Group index per product (-1: null or too small a category) and the groups' categories."""
+    if C.CATEGORY not in products:
+        return np.full(len(products), -1), pd.Index([])
+    counts = products[C.CATEGORY].value_counts()
+    names = pd.Index(sorted(counts.index[counts >= min_size]))
+    return names.get_indexer(products[C.CATEGORY].to_numpy()), names
+
+
+def impute_groups(groups: np.ndarray, names: pd.Index, products: pd.DataFrame, z: np.ndarray, tasks: list[Task],
+                  heads, device) -> np.ndarray:
+    """Products without a category join the group the category head predicts, when it is sure (p >= 0.5).
+
+    Otherwise their group-specific input would be empty and they would sit
+    apart from the labelled products of their true category.
+    """
+    import torch
+
+    picked = [(t, h) for t, h in zip(tasks, heads) if t.name == C.CATEGORY]
+    missing = np.flatnonzero(products[C.CATEGORY].isna().to_numpy()) if C.CATEGORY in products else []
+    if not picked or len(missing) == 0:
+        return groups
+    task, head = picked[0]
+    with torch.no_grad():
+        probs = torch.softmax(head(torch.as_tensor(z[missing], device=device)), dim=1).cpu().numpy()
+    predicted = names.get_indexer(np.asarray(task.classes, dtype=object)[probs.argmax(1)])
+    out = groups.copy()
+    out[missing] = np.where(probs.max(1) >= 0.5, predicted, -1)
+    return out
+
+
+def fit_group_adapters(z: np.ndarray, groups: np.ndarray, n_groups: int, tasks: list[Task], heads,
+                       cfg: MRNetConfig, device) -> np.ndarray:
+    """Per-category embeddings z @ A_g, trained on the tasks that vary within category g.
+
+    Each group starts at the identity map with copies of the shared heads,
+    all concatenated into one (d x K) matrix per group; all groups train at
+    once, full batch, rows sorted by group so that each group is one slice.
+    """
+    import torch
+
+    rows = np.flatnonzero(groups >= 0)
+    if n_groups == 0 or len(rows) == 0:
+        return z
+    rows = rows[np.argsort(groups[rows], kind="stable")]
+    bounds = np.r_[0, np.cumsum(np.bincount(groups[rows], minlength=n_groups))]
+    chosen, masks = [], []
+    for task, head in zip(tasks, heads):
+        if task.name == C.CATEGORY:  # constant within a category
+            continue
+        labelled = task.labelled[rows]
+        # A task teaches group g something only if g's products disagree on it.
+        useful = np.zeros(len(rows), dtype=bool)
+        for g in range(n_groups):
+            part = slice(bounds[g], bounds[g + 1])
+            seen = labelled[part]
+            if seen.sum() >= 10 and (task.kind != CLASSIFY or len(np.unique(task.target[rows][part][seen])) >= 2):
+                useful[part] = True
+        if (labelled & useful).any():
+            chosen.append((task, head))
+            masks.append(labelled & useful)
+    if not chosen:
+        return z
+    d = z.shape[1]
+    weight0 = torch.cat([h.weight.detach().T for _, h in chosen], dim=1)  # (d, K)
+    bias0 = torch.cat([h.bias.detach() for _, h in chosen])
+    maps = torch.nn.Parameter(torch.eye(d, device=device).repeat(n_groups, 1, 1))
+    # No shift: the per-group head biases absorb one, and a free shift would
+    # move a whole category away from products without a category.
+    weights = torch.nn.Parameter(weight0.repeat(n_groups, 1, 1))
+    biases = torch.nn.Parameter(bias0.repeat(n_groups, 1))
+    z_rows = torch.as_tensor(z[rows], device=device)
+    index = torch.as_tensor(rows, device=device)
+    slices, start = [], 0
+    for (task, _), mask in zip(chosen, masks):
+        target = _target_tensor(task, device)[index]
+        if task.kind == CLASSIFY:
+            target = target.clamp_min(0)  # unlabelled rows weigh 0; any valid class will do
+        slices.append((task.kind, slice(start, start + task.width), target,
+                       torch.as_tensor(mask, dtype=torch.float32, device=device)))
+        start += task.width
+    eye = torch.eye(d, device=device)
+    optimiser = torch.optim.Adam([maps, weights, biases], lr=cfg.adapter_lr)
+    for _ in range(cfg.adapter_steps):
+        composed = torch.bmm(maps, weights)  # (G, d, K): linear map then heads
+        pred = torch.cat([z_rows[bounds[g] : bounds[g + 1]] @ composed[g] + biases[g] for g in range(n_groups)])
+        loss = cfg.adapter_l2 * (maps - eye).pow(2).sum((1, 2)).mean()
+        for kind, cols, target, mask in slices:
+            loss = loss + task_loss(kind, pred[:, cols], target, mask) / len(slices)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+
+    out = z.copy()
+    with torch.no_grad():
+        for g in range(n_groups):
+            part = slice(bounds[g], bounds[g + 1])
+            out[rows[part]] = (z_rows[part] @ maps[g]).cpu().numpy()
+    return out

@@ -1,0 +1,79 @@
+"""Feast objects generated from the snapshots on disk.
+
+`feature_repo/repo.py` calls `definitions()` so that a freshly promoted
+version shows up on the next `feast apply` with no hand edits. Every served
+(family, version) becomes one feature view `product_<family>_v<N>` whose rows
+are that version's promoted snapshots, each stamped with its cutoff.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast.types import Array, Float32
+
+from prodvec.core import columns as C
+from prodvec.core.snapshots import SnapshotStore, view_name
+
+PROJECT = "prodvec"
+# A snapshot stays valid until a newer one supersedes it; the ttl only bounds
+# how far back `feast materialize-incremental` looks on a view's first run,
+# so it must reach the oldest cutoff a shop may have.
+EMBEDDING_TTL = timedelta(days=5 * 365)
+LATEST_SERVICE = "product_embeddings_latest"
+
+# The join key every product feature view hangs on.
+product = Entity(
+    name="product",
+    join_keys=[C.PRODUCT_ID],
+    value_type=ValueType.STRING,
+    description="A catalogue product (products.parquet product_id)",
+)
+
+
+def default_home() -> Path:
+    """Where snapshots live: $PRODVEC_HOME, else ./workspace of the checkout."""
+    env = os.environ.get("PRODVEC_HOME")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "workspace"
+
+
+def feature_view(family: str, version: int, dim: int, source_path: Path) -> FeatureView:
+    name = view_name(family, version)
+    source = FileSource(
+        name=f"{name}_source",
+        path=str(source_path.resolve()),
+        timestamp_field=C.EVENT_TIMESTAMP,
+        created_timestamp_column=C.CREATED_TIMESTAMP,
+    )
+    return FeatureView(
+        name=name,
+        entities=[product],
+        ttl=EMBEDDING_TTL,
+        schema=[Field(name=C.EMBEDDING, dtype=Array(Float32), vector_length=dim)],
+        source=source,
+        online=True,
+        description=f"{family} product embedding, version {version} ({dim} floats); one row per product per snapshot",
+        tags={"family": family, "version": str(version), "dim": str(dim)},
+    )
+
+
+def definitions(home: str | Path | None = None) -> dict[str, object]:
+    """Every Feast object for the served versions under `home`, keyed by name."""
+    store = SnapshotStore(home if home is not None else default_home())
+    objects: dict[str, object] = {"product": product}
+    latest: dict[str, FeatureView] = {}
+    for family, version, dim in store.served_versions():
+        view = feature_view(family, version, dim, store.served_table(family, version))
+        objects[view.name] = view
+        latest[family] = view  # served_versions is sorted, so the last one wins
+    if latest:
+        # What a consumer asks for when it wants "the current embedding of every family".
+        objects[LATEST_SERVICE] = FeatureService(
+            name=LATEST_SERVICE,
+            features=list(latest.values()),
+            description="Newest served version of every embedding family",
+        )
+    return objects

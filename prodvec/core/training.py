@@ -1,0 +1,136 @@
+"""The framework side of a producer run: cut the shop, train, align, write, validate.
+
+Everything a producer should not have to know lives here, once: the model
+card, the version number, atomic snapshot writes, alignment with the previous
+snapshot, and handing each snapshot to the validation stage's gate.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from scipy.linalg import orthogonal_procrustes
+
+from prodvec.core import columns as C
+from prodvec.core.embeddings import Embeddings, InsufficientData
+from prodvec.core.producer import Producer, TrainContext
+from prodvec.core.shop.model import Shop
+from prodvec.core.snapshots import SnapshotRef, SnapshotStore
+
+# (store, written snapshot, shop, producer) -> the verdict recorded in its model card.
+Validator = Callable[[SnapshotStore, SnapshotRef, Shop, Producer], dict]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    family: str
+    cutoff: pd.Timestamp
+    ref: SnapshotRef | None = None
+    seconds: float = 0.0
+    skipped: str | None = None
+    validation: dict | None = None
+    # Written by an earlier run and left as it was (its serving state is the operator's).
+    kept: bool = False
+
+    def line(self) -> str:
+        if self.skipped:
+            return f"{self.family}: skipped: {self.skipped}"
+        verdict = self.validation["summary"] if self.validation else "not validated"
+        return f"{self.ref.id}: {self.ref.card()['rows']} rows in {self.seconds:.1f}s; {verdict}"
+
+
+def align(new: Embeddings, previous: Embeddings | None) -> tuple[Embeddings, dict]:
+    """Rotate `new` onto `previous` (orthogonal Procrustes over shared products).
+
+    A retrain lands in an arbitrarily rotated space; a model trained on last
+    week's snapshot would read this week's coordinates as noise. A rotation
+    keeps every distance, so neighbours and validation metrics are unchanged.
+    """
+    if previous is None or previous.dim != new.dim:
+        return new, {"aligned_to_previous": False}
+    a, found_new = new.lookup(previous.ids)
+    shared = found_new
+    if shared.sum() < new.dim:
+        return new, {"aligned_to_previous": False, "shared_products": int(shared.sum())}
+    a = a[shared].astype(np.float64)
+    b = previous.vectors[shared].astype(np.float64)
+    rotation, _ = orthogonal_procrustes(a, b)
+    rotated = (new.vectors.astype(np.float64) @ rotation).astype(np.float32)
+    before = float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12))
+    after = float(np.linalg.norm(a @ rotation - b) / max(np.linalg.norm(b), 1e-12))
+    info = {"aligned_to_previous": True, "shared_products": int(shared.sum()),
+            "relative_residual_before": round(before, 4), "relative_residual_after": round(after, 4)}
+    return Embeddings(new.ids, rotated), info
+
+
+def _data_window(shop: Shop) -> dict:
+    starts = [shop.products[C.CREATED_AT].min()]
+    if shop.events is not None and len(shop.events):
+        starts.append(shop.events[C.TS].min())
+    return {"start": str(min(starts)), "products": len(shop.products),
+            "events": 0 if shop.events is None else len(shop.events),
+            "orders": 0 if shop.orders is None else len(shop.orders)}
+
+
+def train_snapshots(shop: Shop, producer: Producer, cutoffs: list[pd.Timestamp], store: SnapshotStore, *,
+                    validator: Validator | None = None, replace: bool = False, keep_existing: bool = False,
+                    progress: bool = True, log=print) -> list[RunResult]:
+    """Train `producer` once per cutoff (oldest first) and write one snapshot each.
+
+    `validator` judges each written snapshot and records its verdict (the
+    validation stage's gate; the core does not know how a snapshot is judged).
+    `keep_existing`: a cutoff that already has a snapshot of this version is
+    left as it is (a scheduled re-run trains only the new cutoffs); otherwise
+    writing it again is an error unless `replace`.
+    """
+    family = producer.name
+    missing = shop.missing(producer.requires)
+    if missing:
+        reason = f"needs {', '.join(missing)}, which this shop does not have"
+        return [RunResult(family, pd.Timestamp(c), skipped=reason) for c in cutoffs]
+    version = store.register_version(family, producer.schema())
+    results = []
+    existing = {r.cutoff: r for r in store.snapshots(family, version)}
+    for cutoff in sorted(pd.Timestamp(c) for c in cutoffs):
+        if keep_existing and not replace and cutoff in existing:
+            ref = existing[cutoff]
+            results.append(RunResult(family, cutoff, ref, validation=ref.card().get("validation"), kept=True))
+            log(f"{ref.id}: exists, kept")
+            continue
+        view = shop.until(cutoff)
+        # A refused snapshot is never served, so it is no reference for the next one either.
+        earlier = [r for r in store.snapshots(family, version)
+                   if r.cutoff < cutoff and r.card().get("validation", {}).get("success", True)]
+        previous = store.read(earlier[-1]) if earlier else None
+        context = TrainContext(cutoff=cutoff, store=store, previous=previous, progress=progress, log=log)
+        started = time.perf_counter()
+        try:
+            emb = producer.train(view, context)
+        except InsufficientData as reason:
+            results.append(RunResult(family, cutoff, skipped=f"cutoff {cutoff}: {reason}"))
+            log(results[-1].line())
+            continue
+        seconds = time.perf_counter() - started
+        emb, alignment = align(emb, previous)
+        card = {
+            "producer": producer.name,
+            "description": producer.description,
+            "schema": producer.schema(),
+            "parameters": producer.config.to_dict(),
+            "data_window": {**_data_window(view), "cutoff": str(cutoff)},
+            "train_seconds": round(seconds, 2),
+            "alignment": alignment,
+            "shop": str(shop.root),
+            **producer.card_extras_,
+        }
+        ref = store.write(family, version, cutoff, emb, card, replace=replace,
+                          artifacts=producer.artifacts_ or None)
+        validation = validator(store, ref, shop, producer) if validator is not None else None
+        result = RunResult(family, cutoff, ref, seconds, validation=validation)
+        log(result.line())
+        results.append(result)
+    return results
