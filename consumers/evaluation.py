@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from sklearn.preprocessing import normalize
 
 from prodvec.core import columns as C
 from prodvec.consumers.features import historical_embeddings
@@ -35,8 +36,7 @@ class Lookup:
     found: np.ndarray  # (rows,) bool: the row's product had a snapshot row at that time
 
     def normalised(self) -> np.ndarray:
-        norms = np.linalg.norm(self.matrix, axis=1, keepdims=True)
-        return self.matrix / np.maximum(norms, 1e-12)
+        return normalize(self.matrix)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.preprocessing import normalize
 
 from prodvec.core import columns as C
 from prodvec.consumers.evaluation import RANDOM, EvalContext, TaskResult
@@ -97,10 +98,6 @@ def normalised_spectrum(vectors: np.ndarray, max_rows: int = SVD_ROWS, seed: int
     return sigma / sigma[0] if len(sigma) and sigma[0] > 0 else sigma
 
 
-def _unit(matrix: np.ndarray) -> np.ndarray:
-    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
-
-
 # -- the task ---------------------------------------------------------------------------------------------
 
 
@@ -144,7 +141,9 @@ def evaluate_intrinsic(ctx: EvalContext, config: IntrinsicConfig = IntrinsicConf
                 vectors, labels_all.reindex(kept).to_numpy(), config.neighbours, queries)
         if truth is not None:
             both = pd.Index(kept).isin(truth.index)
-            row["style_cka"] = linear_cka(_unit(vectors[both]), truth.loc[kept[both]].to_numpy())
+            # linear_cka is NaN under two rows; normalize refuses zero rows, so it is not asked to.
+            row["style_cka"] = (linear_cka(normalize(vectors[both]), truth.loc[kept[both]].to_numpy())
+                                if both.sum() >= 2 else np.nan)
         rows.append(row)
         spectra[family] = normalised_spectrum(vectors, config.svd_rows, config.seed)
 

@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.preprocessing import normalize
 
 from prodvec.core import columns as C
 from prodvec.core.embeddings import Embeddings
@@ -176,7 +177,7 @@ def popularity_scorer(task: NextClickTask) -> Scorer:
 def item_to_item_scorer(task: NextClickTask, embeddings: Embeddings) -> Scorer:
     """Cosine of every candidate to the prefix's last clicked item that has a vector."""
     vectors, found = embeddings.lookup(task.items)
-    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    unit = normalize(vectors)
     has = found[task.sequence]
     # The latest position at or before each one whose item has a vector (-1: none yet in the session).
     latest = np.maximum.accumulate(np.where(has, np.arange(len(has)), -1))

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.preprocessing import normalize
 
 from prodvec.core import columns as C
 from prodvec.consumers.features import historical_embeddings, sums_before, user_history
@@ -78,7 +79,7 @@ def user_context(orders: pd.DataFrame, matrix: np.ndarray, found: np.ndarray) ->
     from its `returned_at`, and only strictly earlier ones; NaN where the user
     has none (gradient boosting reads NaN as "unknown").
     """
-    unit = np.where(found[:, None], matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12), 0.0)
+    unit = np.where(found[:, None], normalize(matrix), 0.0)
     # Every line is both a query (its own time) and, once placed, part of the user's history.
     bought = pd.DataFrame({C.USER_ID: orders[C.USER_ID].to_numpy(), "t": orders[C.ORDERED_AT].to_numpy()})
     returned = orders[C.RETURNED].to_numpy(bool) & found
@@ -88,7 +89,7 @@ def user_context(orders: pd.DataFrame, matrix: np.ndarray, found: np.ndarray) ->
     for name, events, values in (("cos_user_bought", bought[found], unit[found]),
                                  ("cos_user_returned", sent_back, unit[returned])):
         total, count = sums_before(events, values, bought)
-        mean = total / np.maximum(np.linalg.norm(total, axis=1, keepdims=True), 1e-12)
+        mean = normalize(total)
         out[name] = np.where((count > 0) & found, (unit * mean).sum(1), np.nan)
     return pd.DataFrame(out, index=orders.index)
 

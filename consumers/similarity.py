@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn.preprocessing import normalize
 
 from prodvec.core import columns as C
 from prodvec.consumers.evaluation import EvalContext, TaskResult
@@ -52,8 +53,7 @@ def session_candidates(events: pd.DataFrame, after: pd.Timestamp) -> pd.DataFram
 
 def leave_one_out_scores(vectors: np.ndarray, found: np.ndarray, session: np.ndarray, clicked: np.ndarray) -> np.ndarray:
     """Mean cosine of each row to the other clicked rows of its session (0 where there are none)."""
-    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    unit = np.where(found[:, None], unit, 0.0)
+    unit = np.where(found[:, None], normalize(vectors), 0.0)
     contributes = (clicked & found).astype(np.float64)
     n_sessions = int(session.max()) + 1 if len(session) else 0
     sums = np.zeros((n_sessions, unit.shape[1]))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
+from sklearn.preprocessing import normalize
 
 from prodvec.core import columns as C
 from prodvec.core.embeddings import Embeddings
@@ -48,8 +50,9 @@ def own_previous_snapshot(producer: Producer, context: TrainContext) -> Snapshot
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
+    """Centred, then unit rows: an offset every product shares would otherwise dominate cosine."""
     centred = vectors - vectors.mean(axis=0, keepdims=True)
-    return centred / np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-12)
+    return normalize(centred)
 
 
 def coclick_auc(emb: Embeddings, events: pd.DataFrame, rng: np.random.Generator, n_pairs: int = 20000) -> float:
@@ -68,9 +71,8 @@ def coclick_auc(emb: Embeddings, events: pd.DataFrame, rng: np.random.Generator,
     positive = (unit[a] * unit[b]).sum(1)
     r1, r2 = rng.integers(0, len(unit), len(pairs)), rng.integers(0, len(unit), len(pairs))
     negative = (unit[r1] * unit[r2]).sum(1)
-    ranks = pd.Series(np.concatenate([positive, negative])).rank().to_numpy()
-    n_pos = len(positive)
-    return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * len(negative)))
+    truth = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
+    return float(roc_auc_score(truth, np.concatenate([positive, negative])))
 
 
 def attribute_knn_accuracy(emb: Embeddings, shop: Shop, k: int, rng: np.random.Generator, sample: int = 2000) -> float:

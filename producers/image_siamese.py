@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn.preprocessing import normalize
 from tqdm.auto import tqdm
 
 from prodvec.core import columns as C
@@ -291,4 +292,4 @@ class ImageSiamese(Producer):
         # one warm-started retrain to the next, then back on the unit sphere
         # the warm-start pull compares directions on.
         out -= out.mean(axis=0, keepdims=True)
-        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return normalize(out)

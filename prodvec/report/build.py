@@ -8,13 +8,9 @@ report intact.
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from prodvec.core import columns as C
@@ -23,7 +19,8 @@ from prodvec.consumers.evaluation import EvalContext
 from prodvec.core.snapshots import latest_views
 from prodvec.pipeline import Schedule, results_table
 from prodvec.report import plots
-from prodvec.report.render import Section, best_flags, to_html, to_markdown
+from prodvec.report.output import records, staged, write_json, write_pages
+from prodvec.report.render import Section, best_flags, no_flags
 from prodvec.report.tasks import TaskOutcome, run_tasks
 from prodvec.core.shop.model import Shop
 from prodvec.core.snapshots import SnapshotStore, parse_tag
@@ -129,21 +126,11 @@ def build_report(shop: Shop, home: str | Path, out_dir: str | Path, *, online: s
     families = list(views)
     claims = fusion_claims(outcomes, families)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        (staging / "plots").mkdir()
+    with staged(out_dir) as staging:
         sections = _sections(ctx, store, home, outcomes, families, claims, staging, map_family, log)
-        title = f"Product embeddings: evaluation report ({shop.root.name})"
-        (staging / "report.md").write_text(to_markdown(title, sections))
-        (staging / "report.html").write_text(to_html(title, sections))
+        write_pages(staging, f"Product embeddings: evaluation report ({shop.root.name})", sections)
         table = main_table(outcomes)
         _write_numbers(staging, outcomes, table, claims)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return ReportResult(out_dir / "report.md", out_dir / "report.html", table, claims, outcomes)
 
 
@@ -192,8 +179,7 @@ def _sections(ctx, store, home, outcomes, families, claims, staging: Path, map_f
     snapshots = results_table(store, None).set_index("family")
     sections.append(Section("Snapshots and data", notes=_meta(ctx, store, home, outcomes),
                             tables=[("Newest snapshot per family (validation metrics; train seconds averaged over "
-                                     "snapshots)", snapshots,
-                                     pd.DataFrame(False, index=snapshots.index, columns=snapshots.columns))]))
+                                     "snapshots)", snapshots, no_flags(snapshots))]))
     return sections
 
 
@@ -204,8 +190,7 @@ def _write_numbers(staging: Path, outcomes: list[TaskOutcome], table: pd.DataFra
     for outcome in outcomes:
         entry = {"seconds": round(outcome.seconds, 1), "skipped": outcome.skipped}
         if outcome.result is not None:
-            frame = outcome.result.table.replace({np.nan: None})
             entry.update(headline=outcome.result.headline, notes=outcome.result.notes,
-                         table=json.loads(frame.to_json(orient="index")))
+                         table=records(outcome.result.table))
         payload["tasks"][outcome.task.name] = entry
-    (staging / "results.json").write_text(json.dumps(payload, indent=2))
+    write_json(staging / "results.json", payload)

@@ -21,9 +21,14 @@ class Section:
     images: list[tuple[str, str]] = field(default_factory=list)  # (relative path, caption)
 
 
+def no_flags(table: pd.DataFrame) -> pd.DataFrame:
+    """No best marks anywhere (a table of sizes or settings, not of competing scores)."""
+    return pd.DataFrame(False, index=table.index, columns=table.columns)
+
+
 def best_flags(table: pd.DataFrame, lower_is_better: frozenset[str] = frozenset()) -> pd.DataFrame:
     """True where a cell holds its column's best value (ties all marked); text columns never."""
-    flags = pd.DataFrame(False, index=table.index, columns=table.columns)
+    flags = no_flags(table)
     for column in table.columns:
         values = pd.to_numeric(table[column], errors="coerce")
         if values.notna().sum() < 2:

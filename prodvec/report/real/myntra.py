@@ -1,121 +1,45 @@
-"""`prodvec real-report`: the whole pipeline on the public samples in ../shared/data (issue 6).
+"""Myntra in the real-data report: a catalogue with photos and no events.
 
-    prodvec real-report --data ../shared/data --out reports/real      # or: make real-report
-
-One function per data set. Each imports its sample into a shop under
-`work/` (the `prodvec import` importers), runs the real pipeline or the
-consumer the data supports, and returns report sections; a data set whose
-folder is absent is skipped with one line. The report is rendered by the
-evaluation report's renderer (`prodvec.report.render`), so it reads like
-`prodvec report`.
-
-- **Myntra** (catalogue with photos, no events): a sample of the catalogue
-  (every product with a photo plus some without) goes through
-  `run_pipeline` with the content families and `unified` over them; every
-  embedding is read back through Feast. Attribute prediction (articleType,
-  baseColour, gender, season, usage) against TF-IDF of titles under
-  logistic regression and random forest, relative to TF-IDF-LR
-  (`mrnet_comparison.compare_on_tasks`, the MRNet paper's protocol).
-  The products are all listed in a few yearly batches, so the split is a
-  seeded random 80/20 split, not a time split; the held-out products'
-  attribute columns are hidden from the producers (they see the title and
-  the photo only), otherwise `text_dae` (which reads the attributes as
-  input), `mrnet` and `image_siamese` (which learn from them) would be
-  scored on labels they were given.
-- **YooChoose**: `next_click.evaluate_next_click` on the split the
-  benchmark publishes (Recall@20, MRR@20).
-- **Online Retail**: `run_pipeline` with the backbone families and the
-  cancellation (return) model through Feast, its data size stated beside
-  the number, or why there is none.
-
-Sizes are capped by `RealConfig` (the tests run the same code on a few
-hundred products).
+A sample of the catalogue (every product with a photo plus some without)
+goes through `run_pipeline` with the content families and `unified` over
+them; every embedding is read back through Feast. Attribute prediction
+(articleType, baseColour, gender, season, usage) against TF-IDF of titles
+under logistic regression and random forest, relative to TF-IDF-LR
+(`mrnet_comparison.compare_on_tasks`, the MRNet paper's protocol). The
+products are all listed in a few yearly batches, so the split is a seeded
+random 80/20 split, not a time split; the held-out products' attribute
+columns are hidden from the producers (they see the title and the photo
+only), otherwise `text_dae` (which reads the attributes as input), `mrnet`
+and `image_siamese` (which learn from them) would be scored on labels they
+were given.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from prodvec.core import columns as C
-from prodvec.report.render import Section, best_flags, to_html, to_markdown
-
-DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-MYNTRA, YOOCHOOSE, RETAIL = "myntra", "yoochoose", "online_retail"
-RETAIL_FILE = "online_retail.csv"
+from prodvec.report.output import PLOTS, records
+from prodvec.report.real.common import (MYNTRA, DatasetOutcome, RealConfig, flags, fresh_home, import_sample,
+                                        pipeline_lines, served_context)
+from prodvec.report.render import Section, best_flags, no_flags
 
 # Myntra's own column names -> the shop column that holds them (articleType is the shop's category).
 MYNTRA_ATTRIBUTES = {"articleType": C.CATEGORY, "baseColour": "baseColour", "gender": "gender",
                      "season": "season", "usage": "usage"}
 CONTENT_FAMILIES = ("text_dae", "mrnet", "text_minilm", "image_siamese")
 IMAGE_FAMILY, FUSION = "image_siamese", "unified"
-NEXT_CLICK_FAMILIES = ("prod2vec", "clicks_bpr", "sasrec")
-RETAIL_FAMILIES = ("text_dae", "clicks_bpr", "unified")
+# Families that see the training products' attributes (text_dae as input, mrnet as targets) and one that never does.
+LABEL_READERS, LABEL_BLIND = ("text_dae", "mrnet"), "text_minilm"
+HEADLINE = "rel_tfidf_lr"
 # The claims of issue 6.
 WITHIN, DIM_SHARE = 0.05, 0.03  # MRNet: within 5% of TF-IDF-LR macro-F1 at under 3% of its dimension
 CLEARLY = 2.0  # "clearly above chance": at least twice the macro-F1 of random vectors on the same products
-# Published size of the YooChoose (RecSys Challenge 2015) split of GRU4Rec (Hidasi et al. 2016).
-PUBLISHED_RSC15 = "7,966,257 training sessions (31.6M clicks) on 37,483 items, 15,324 test sessions"
-
-
-@dataclass(frozen=True)
-class RealConfig:
-    """Sizes and settings of one real-data run; the defaults are the full report (well under 15 min, 2 cores)."""
-
-    seed: int = 0
-    # Myntra: the products with a photo (None: all 3,000 of the sample) and a sample of those without one,
-    # which the text families and the classifiers learn from too; cost grows linearly with both.
-    myntra_photos: int | None = None
-    myntra_without_photo: int = 2000
-    test_share: float = 0.2
-    myntra_overrides: dict = field(default_factory=dict)  # family -> settings; {}: each producer's defaults
-    rf_trees: int = 50
-    small_train: int = 200
-    neighbour_queries: int = 4
-    neighbours: int = 8
-    # YooChoose: sessions kept on each side of the split (None: all), settings laid over SESSION_OVERRIDES.
-    train_sessions: int | None = None
-    test_sessions: int | None = None
-    session_overrides: dict = field(default_factory=dict)
-    # Online Retail: retrain every 16 weeks from two weeks in; the return model splits at day 112.
-    retail_first_days: int = 14
-    retail_every_days: int = 112
-    retail_eval_days: int = 112
-    retail_overrides: dict = field(default_factory=lambda: {"text_dae": {"epochs": 20}})
-
-
-@dataclass
-class DatasetOutcome:
-    """One data set's part of the report: sections, claim sentences, numbers for results.json."""
-
-    name: str
-    sections: list[Section] = field(default_factory=list)
-    claims: list[str] = field(default_factory=list)
-    numbers: dict = field(default_factory=dict)
-    seconds: float = 0.0
-    skipped: str | None = None
-
-
-@dataclass
-class RealReport:
-    markdown: Path
-    html: Path
-    outcomes: dict[str, DatasetOutcome]
-    seconds: float
-
-    @property
-    def claims(self) -> list[str]:
-        return [claim for outcome in self.outcomes.values() for claim in outcome.claims]
-
-
-# -- pure helpers ---------------------------------------------------------------------------------
 
 
 def catalogue_sample(products: pd.DataFrame, with_photo: int | None, without_photo: int, seed: int) -> pd.DataFrame:
@@ -213,22 +137,6 @@ def chance_claim(family_f1: float, random_f1: float, accuracy: float, majority: 
                    f"accuracy {accuracy:.3f} vs majority-class share {majority:.3f}.")
 
 
-def sample_sessions(shop, split: pd.Timestamp, train: int | None, test: int | None, seed: int):
-    """The shop with `train` random sessions wholly before `split` and `test` starting at or after it (None: all)."""
-    events = shop.events
-    first = events.groupby(C.SESSION_ID, observed=True)[C.TS].agg(["min", "max"])
-    rng = np.random.default_rng([seed, 17])
-
-    def pick(ids: pd.Index, n: int | None) -> pd.Index:
-        return ids if n is None or n >= len(ids) else pd.Index(rng.choice(ids.to_numpy(), size=n, replace=False))
-
-    keep = pick(first.index[first["max"] < split], train).append(pick(first.index[first["min"] >= split], test))
-    return replace(shop, events=events[events[C.SESSION_ID].isin(keep)].reset_index(drop=True))
-
-
-# -- pictures ------------------------------------------------------------------------------------
-
-
 def neighbour_grid(shop_root: Path, rows: list[list[str]], captions: list[list[str]], title: str, path: Path) -> Path:
     """A PNG grid: each row a query photo (framed) and its neighbours' photos, a caption under each."""
     from PIL import Image
@@ -260,68 +168,54 @@ def neighbour_grid(shop_root: Path, rows: list[list[str]], captions: list[list[s
     return path
 
 
-# -- the data sets ---------------------------------------------------------------------------------
+def label_reader_note(table: pd.DataFrame, weights: dict[str, float]) -> str:
+    """Why unified's own weight search misleads it here, with the numbers that show whether it does.
+
+    `table` is `summarise` output (a row per family); the families that read
+    the training products' labels are compared with the one that never sees
+    a label, on the held-out products' mean macro-F1 relative to TF-IDF-LR.
+    """
+    score = table[HEADLINE] if HEADLINE in table else pd.Series(dtype=float)
+    note = (f"{FUSION}: weights {weights}, chosen by its own validation search, which scores k-NN agreement of side "
+            "information on the products whose labels the producers saw. text_dae reads those labels as input (and "
+            "mrnet learns them as targets), so there their neighbours agree by construction and the search favours "
+            "them; on held-out products they have the title alone.")
+    readers = [f for f in LABEL_READERS if pd.notna(score.get(f))]
+    if not readers or pd.isna(score.get(LABEL_BLIND)):
+        return note + f" Not compared here: {LABEL_BLIND} or {' and '.join(LABEL_READERS)} not scored."
+    blind = float(score[LABEL_BLIND])
+    trailing = [f for f in readers if score[f] < blind]
+    verdict = (f"{' and '.join(trailing)} {'trails' if len(trailing) == 1 else 'trail'} {LABEL_BLIND}"
+               if trailing else f"{' and '.join(readers)} {'does' if len(readers) == 1 else 'do'} not trail "
+               f"{LABEL_BLIND}")
+    note += (f" Mean {HEADLINE}: " + ", ".join(f"{f} {score[f]:+.1%}" for f in readers)
+             + f" vs {LABEL_BLIND} {blind:+.1%}, which never sees a label: {verdict}.")
+    if weights and pd.notna(score.get(FUSION)):
+        lean = max(weights, key=weights.get)
+        fused = float(score[FUSION])
+        note += (f" {FUSION}, with its largest weight ({weights[lean]:g}) on {lean}, scores {fused:+.1%}: "
+                 f"{'below' if fused < blind else 'not below'} {LABEL_BLIND}.")
+    return note
 
 
-def _import(fmt: str, source: Path, shop_dir: Path, log):
-    from prodvec.importers import importer
-    from prodvec.importers.io import summarize
-    from prodvec.core.shop import load_shop
-
-    importer(fmt).import_shop(source, shop_dir, overwrite=True, log=log)
-    n = summarize(shop_dir)
-    log(f"import {fmt}: {n['products']} products, {n['events']} events, {n['orders']} order lines "
-        f"({n['returned']} returned), {n['images']} images -> {shop_dir}")
-    return load_shop(shop_dir, log=log)
-
-
-def _fresh(home: Path) -> Path:
-    shutil.rmtree(home, ignore_errors=True)
-    home.mkdir(parents=True)
-    return home
-
-
-def _plain(table: pd.DataFrame) -> pd.DataFrame:
-    """No best marks (a table of sizes, not of competing scores)."""
-    return pd.DataFrame(False, index=table.index, columns=table.columns)
-
-
-def _flags(table: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
-    """Best marks on the score columns only (not on sizes or dimensions)."""
-    scored = [c for c in table.columns if c in metrics]
-    return best_flags(table[scored]).reindex(columns=table.columns, fill_value=False)
-
-
-def _context(shop, home: Path, eval_cutoff: pd.Timestamp, seed: int):
-    from prodvec.core import feast_ops
-    from prodvec.consumers.evaluation import EvalContext
-    from prodvec.core.snapshots import latest_views
-    from prodvec.report.build import served_cutoffs
-    from prodvec.core.snapshots import SnapshotStore
-
-    store = SnapshotStore(home)
-    return EvalContext(shop, feast_ops.open_store(home), latest_views(store), eval_cutoff, seed=seed,
-                       snapshot_times=served_cutoffs(store))
-
-
-def myntra(source: Path, work: Path, plots: Path, config: RealConfig, log=print) -> DatasetOutcome:
+def run(source: Path, work: Path, plots: Path, config: RealConfig, log=print) -> DatasetOutcome:
     """Catalogue sample -> content families + unified -> Feast -> attributes vs TF-IDF, neighbour pictures."""
     from prodvec.consumers.evaluation import RANDOM
     from prodvec.consumers.mrnet_comparison import (FULL, TFIDF, MRNetComparisonConfig, compare_on_tasks,
                                                     per_task_tables, summarise, title_tfidf)
     from prodvec.pipeline import run_pipeline
 
-    shop = _import("myntra", source, work / "myntra", log)
+    shop = import_sample("myntra", source, work / "myntra", log)
     products = catalogue_sample(shop.products, config.myntra_photos, config.myntra_without_photo, config.seed)
     test = held_out(len(products), config.test_share, config.seed)
     hidden = [C.CATEGORY, *shop.side_info_columns]
     seen = replace(shop, products=hide_labels(products, test, hidden))
     overrides = {**config.myntra_overrides, FUSION: {"modalities": ",".join(CONTENT_FAMILIES),
                                                      **config.myntra_overrides.get(FUSION, {})}}
-    home = _fresh(work / "myntra_home")
+    home = fresh_home(work / "myntra_home")
     pipeline = run_pipeline(seen, home, families=(*CONTENT_FAMILIES, FUSION), overrides=overrides, progress=False,
                             log=log)
-    ctx = _context(seen, home, seen.end, config.seed)
+    ctx = served_context(seen, home, seen.end, config.seed)
     served = [f for f in (*CONTENT_FAMILIES, FUSION) if f in ctx.views]
     entity = pd.DataFrame({C.PRODUCT_ID: products[C.PRODUCT_ID].to_numpy(), C.EVENT_TIMESTAMP: ctx.newest_snapshot})
     lookups = ctx.embeddings(entity)  # through Feast, plus the `random` chance rows
@@ -388,11 +282,7 @@ def myntra(source: Path, work: Path, plots: Path, config: RealConfig, log=print)
         f"Families ({', '.join(served)}) trained once through `run_pipeline` (a catalogue without events is one "
         f"snapshot, at {ctx.newest_snapshot.date()}), passed the validation gate and were read back through Feast "
         f"({', '.join(ctx.views[f] for f in served)}); `random` is Gaussian vectors of {dims[RANDOM]} dims (chance).",
-        f"unified: weights {weights}, chosen by its own validation search, which scores k-NN agreement of side "
-        "information on the products whose labels the producers saw. text_dae reads those labels as input (and "
-        "mrnet learns them as targets), so there their neighbours agree by construction and the search favours "
-        "them; on held-out products they have the title alone, which is why text_dae, and a unified leaning on "
-        "it, trail here.",
+        label_reader_note(table, weights),
         "Headline rel_tfidf_lr: macro-F1 / macro-F1 of TF-IDF-LR on the same attribute and products - 1 "
         "(0 = as good), averaged over the five attributes; family rows are a logistic regression on the "
         "standardised vector, their random forest in macro_f1_rf / rel_tfidf_lr_rf; dim for TF-IDF is its "
@@ -407,7 +297,7 @@ def myntra(source: Path, work: Path, plots: Path, config: RealConfig, log=print)
     ]
     section = Section("Myntra: attribute prediction vs TF-IDF of titles", notes=[mrnet_sentence, *notes])
     section.tables.append(("Mean over articleType, baseColour, gender, season, usage (relative to TF-IDF-LR)",
-                           table, _flags(table, [c for c in table.columns if c not in ("dim", "test_coverage")])))
+                           table, flags(table, [c for c in table.columns if c not in ("dim", "test_coverage")])))
     for caption in ("macro-F1 per task (all test products)",
                     "relative change of macro-F1 vs TF-IDF-LR, per task (families: LR)",
                     "relative change vs TF-IDF-LR, per task, random forest on every feature"):
@@ -418,7 +308,7 @@ def myntra(source: Path, work: Path, plots: Path, config: RealConfig, log=print)
                      "image_siamese's mates share category and colour, so it learned colour from training labels."])
     if image is not None:
         colour.tables.append(("baseColour, held-out products with a photo", image,
-                              _flags(image, ["macro_f1", "accuracy"])))
+                              flags(image, ["macro_f1", "accuracy"])))
     pictures_section = Section("Myntra: nearest neighbours", notes=[
         f"Share of the {config.neighbours} nearest neighbours (cosine, among all {int(photo.sum()):,} sampled "
         f"products with a photo) that share the query's label, averaged over the {int((test & photo).sum())} "
@@ -427,12 +317,12 @@ def myntra(source: Path, work: Path, plots: Path, config: RealConfig, log=print)
         tables=[("Neighbour agreement", agreement, best_flags(agreement))] if agreement is not None else [],
         images=pictures)
     data = _catalogue_table(shop, products, test, photo)
-    sizes = Section("Myntra: data", tables=[("Products", data, _plain(data))], notes=_pipeline_lines(pipeline))
+    sizes = Section("Myntra: data", tables=[("Products", data, no_flags(data))], notes=pipeline_lines(pipeline))
     return DatasetOutcome(MYNTRA, [section, colour, pictures_section, sizes], [mrnet_sentence, image_sentence],
                           numbers={"mrnet_claim": holds_mrnet, "image_claim": holds_image, "vocabulary": vocabulary,
-                                   "summary": _records(table),
-                                   "image_basecolour": _records(image) if image is not None else None,
-                                   "neighbour_agreement": _records(agreement) if agreement is not None else None,
+                                   "summary": records(table),
+                                   "image_basecolour": records(image) if image is not None else None,
+                                   "neighbour_agreement": records(agreement) if agreement is not None else None,
                                    "weights": weights})
 
 
@@ -470,7 +360,7 @@ def _neighbours(root, products, labels, lookups, served, photo, test, plots: Pat
                     for q, n in zip(picked, near)]
         path = plots / f"myntra_neighbours_{family}.png"
         neighbour_grid(root, grid, captions, f"{family}: query (red) and its {config.neighbours} nearest", path)
-        images.append((f"plots/{path.name}", f"{family}: {len(picked)} held-out query photos and their "
+        images.append((f"{PLOTS}/{path.name}", f"{family}: {len(picked)} held-out query photos and their "
                        f"{config.neighbours} nearest products with a photo"))
     return agreement, images
 
@@ -490,167 +380,3 @@ def _fusion_weights(home: Path) -> dict:
     card = SnapshotStore(home).served_card(FUSION) or {}
     return card.get("fusion", {}).get("weights", {})
 
-
-def _pipeline_lines(result) -> list[str]:
-    lines = [f"{run.ref.id}: {run.ref.card()['rows']:,} rows in {run.seconds:.0f}s; "
-             f"{run.validation['summary'] if run.validation else 'not validated'}" for run in result.runs if run.ref]
-    return lines + [f"Pipeline (train, validate, promote, Feast apply + materialize): {result.seconds:.0f}s."]
-
-
-def yoochoose(source: Path, work: Path, config: RealConfig, log=print) -> DatasetOutcome:
-    """Click log -> next-click Recall@20 / MRR@20 on the published split, beside most-popular."""
-    from prodvec.consumers.next_click import POPULARITY, evaluate_next_click
-    from prodvec.importers.session_clicks import read_split
-
-    shop = _import("session-clicks", source, work / "yoochoose", log)
-    split = read_split(work / "yoochoose")
-    if split is None:
-        raise ValueError(f"{source}: expected a *train_full* and a *test* file (the published split)")
-    shop = sample_sessions(shop, split, config.train_sessions, config.test_sessions, config.seed)
-    events = shop.events
-    train = events[events[C.TS] < split]
-    table = evaluate_next_click(shop, split, NEXT_CLICK_FAMILIES, overrides=config.session_overrides, log=log)
-    recall = table["recall@20"]
-    better = [f for f in ("sasrec", "prod2vec") if f in recall and recall[f] > recall[POPULARITY]]
-    verdict = "HOLDS" if better else "DOES NOT HOLD"
-    claim = (f"Claim (YooChoose): SASRec or prod2vec above most-popular on Recall@20 — {verdict}: "
-             + ", ".join(f"{f} {recall[f]:.3f}" for f in ("sasrec", "prod2vec") if f in recall)
-             + f" vs {POPULARITY} {recall[POPULARITY]:.3f}.")
-    test_sessions = events.loc[events[C.TS] >= split, C.SESSION_ID].nunique()
-    size = (f"Sample: {len(train):,} training clicks in {train[C.SESSION_ID].nunique():,} sessions on "
-            f"{train[C.PRODUCT_ID].nunique():,} items, {test_sessions:,} test sessions "
-            f"({int(table['n_predictions'].iloc[0]):,} predictions) — far smaller than the published split "
-            f"({PUBLISHED_RSC15}), so set the numbers beside published ones as a check of the protocol, "
-            "not as a like-for-like comparison: fewer items to rank makes Recall@20 easier.")
-    shown = table.drop(columns=["method"]).astype({"n_predictions": "Int64"})
-    section = Section("YooChoose: next click (session-based recommendation)",
-                      notes=[claim, size, *table.attrs.get("notes", []),
-                             "prod2vec and clicks_bpr score by item-to-item cosine from the last click; sasrec by its "
-                             "own sequence model; trained in memory at the split (settings: next_click.SESSION_OVERRIDES)."],
-                      tables=[("Recall@20 and MRR@20 over every next click of the test sessions", shown,
-                               _flags(shown, ["recall@20", "mrr@20"]))])
-    return DatasetOutcome(YOOCHOOSE, [section], [claim, size],
-                          numbers={"claim": bool(better), "table": _records(shown),
-                                   "train_clicks": len(train), "test_sessions": int(test_sessions)})
-
-
-def online_retail(source: Path, work: Path, config: RealConfig, log=print) -> DatasetOutcome:
-    """Invoices -> backbone families through the pipeline -> cancellation (return) AUC through Feast."""
-    from prodvec.consumers.returns import ReturnTask, split_orders
-    from prodvec.pipeline import Schedule, results_table, run_pipeline
-    from prodvec.core.snapshots import SnapshotStore
-
-    shop = _import("online-retail", source, work / "retail", log)
-    schedule = Schedule(config.retail_first_days, config.retail_every_days, config.retail_eval_days)
-    home = _fresh(work / "retail_home")
-    result = run_pipeline(shop, home, families=RETAIL_FAMILIES, schedule=schedule,
-                          overrides=config.retail_overrides, progress=False, log=log)
-    cutoffs = schedule.cutoffs(shop)
-    task = ReturnTask(eval_cutoff=schedule.eval_cutoff(shop), train_from=cutoffs[0] if cutoffs else None)
-    train, test = split_orders(shop, task)
-    orders = shop.orders
-    size = (f"{len(orders):,} order lines in {orders[C.ORDER_ID].nunique():,} orders of "
-            f"{orders[C.USER_ID].nunique():,} customers, {int(orders[C.RETURNED].sum())} returned; around the "
-            f"evaluation cutoff {task.eval_cutoff.date()}: {len(train):,} training lines "
-            f"({int(train[C.RETURNED].sum())} returned) and {len(test):,} test lines "
-            f"({int(test[C.RETURNED].sum())} returned)")
-    returns = result.returns
-    if returns is not None:
-        auc = returns.set_index("family")[["return_auc", "return_pr_auc", "train_orders", "test_orders",
-                                           "test_rows_with_embedding"]]
-        best = auc["return_auc"].idxmax()
-        claim = (f"Online Retail: cancellation (return) AUC {auc.at[best, 'return_auc']:.3f} ({best}) vs "
-                 f"{auc.at['no_embedding', 'return_auc']:.3f} without embeddings, through Feast, on {size}.")
-        tables = [("Cancellation (return) prediction, held-out orders", auc,
-                   _flags(auc, ["return_auc", "return_pr_auc"]))]
-    else:
-        why = (" The import matched no cancellation to an order line it kept (see its log): the published "
-               "sample is about 1% of the UCI file, drawn line by line, so a cancellation rarely keeps its order; "
-               "the full file has them." if not orders[C.RETURNED].any() else "")
-        claim = (f"Online Retail: no cancellation (return) AUC — the data is too small for a held-out split with "
-                 f"both classes: {size}. The return model needs returned and kept lines on both sides of the "
-                 "split." + why)
-        tables = []
-    snapshots = results_table(SnapshotStore(home), None).set_index("family")
-    tables.append(("Families trained and served (validation metrics of the newest snapshot)", snapshots,
-                   _plain(snapshots)))
-    section = Section("Online Retail: cancellations as returns", notes=[
-        claim,
-        f"Retrained every {schedule.every_days} days from day {schedule.first_days} ("
-        + ", ".join(str(c.date()) for c in cutoffs) + "); the return model learns from orders placed before "
-        f"{task.eval_cutoff.date()} minus its {task.label_days}-day window and is scored on later ones, every "
-        "order reading each embedding as served at its own time (Feast).",
-        *_pipeline_lines(result)], tables=tables)
-    return DatasetOutcome(RETAIL, [section], [claim],
-                          numbers={"auc": _records(returns.set_index("family")) if returns is not None else None,
-                                   "order_lines": len(orders), "orders": int(orders[C.ORDER_ID].nunique()),
-                                   "returned": int(orders[C.RETURNED].sum())})
-
-
-def _records(table: pd.DataFrame | None):
-    if table is None:
-        return None
-    return json.loads(table.replace({np.nan: None}).to_json(orient="index"))
-
-
-# -- the report --------------------------------------------------------------------------------------
-
-
-def build_real_report(data: str | Path = DEFAULT_DATA, out_dir: str | Path = "reports/real",
-                      work: str | Path = "workspace/real", config: RealConfig = RealConfig(),
-                      log=print) -> RealReport:
-    """Run every data set found under `data`, write `out_dir`/report.md and report.html (swapped in whole)."""
-    started = time.perf_counter()
-    data, out_dir, work = Path(data), Path(out_dir), Path(work)
-    work.mkdir(parents=True, exist_ok=True)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    staging.chmod(0o755)  # mkdtemp's 0700 would keep the report from colleagues on a shared machine
-    try:
-        (staging / "plots").mkdir()
-        runs = {
-            MYNTRA: (data / "myntra", lambda src: myntra(src, work, staging / "plots", config, log)),
-            YOOCHOOSE: (data / "yoochoose", lambda src: yoochoose(src, work, config, log)),
-            RETAIL: (data / "online_retail", lambda src: online_retail(src / RETAIL_FILE, work, config, log)),
-        }
-        outcomes = {}
-        for name, (source, run) in runs.items():
-            if not source.is_dir():
-                outcomes[name] = DatasetOutcome(name, skipped=f"{source} not found")
-                log(f"real-report: {name}: skipped: {source} not found")
-                continue
-            log(f"real-report: {name} from {source}")
-            begun = time.perf_counter()
-            outcomes[name] = run(source)
-            outcomes[name].seconds = time.perf_counter() - begun
-            log(f"real-report: {name} done in {outcomes[name].seconds:.0f}s")
-        seconds = time.perf_counter() - started
-        sections = [_summary(outcomes, data, seconds, config)]
-        sections += [s for outcome in outcomes.values() for s in outcome.sections]
-        title = "Product embeddings on real data (Myntra, YooChoose, Online Retail)"
-        (staging / "report.md").write_text(to_markdown(title, sections))
-        (staging / "report.html").write_text(to_html(title, sections))
-        payload = {name: {"seconds": round(o.seconds, 1), "skipped": o.skipped, "claims": o.claims, **o.numbers}
-                   for name, o in outcomes.items()}
-        (staging / "results.json").write_text(json.dumps({"seconds": round(seconds, 1), "data": str(data),
-                                                          "datasets": payload}, indent=2,
-                                                          default=lambda o: o.item() if hasattr(o, "item") else str(o)))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return RealReport(out_dir / "report.md", out_dir / "report.html", outcomes, seconds)
-
-
-def _summary(outcomes: dict[str, DatasetOutcome], data: Path, seconds: float, config: RealConfig) -> Section:
-    claims = [claim for o in outcomes.values() for claim in o.claims]
-    skipped = [f"{name}: skipped — {o.skipped}" for name, o in outcomes.items() if o.skipped]
-    table = pd.DataFrame({"status": ["skipped" if o.skipped else "ran" for o in outcomes.values()],
-                          "seconds": [round(o.seconds) for o in outcomes.values()]},
-                         index=pd.Index(list(outcomes), name="dataset"))
-    notes = [*claims, *skipped,
-             f"Data: {data} (public samples, see its README). Whole run {seconds:.0f}s "
-             f"({seconds / 60:.1f} min); seed {config.seed}. Reproduce with `make real-report` "
-             "(`prodvec real-report --data ../shared/data --out reports/real`)."]
-    return Section("Summary", notes=notes, tables=[("Data sets", table, _plain(table))])
