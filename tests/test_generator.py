@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 from pathlib import Path
 
@@ -249,15 +248,20 @@ def test_images_are_valid_and_show_the_visual_trait(generated, tables):
     assert sheen[trait].mean() > 1.5 * sheen[~trait].mean()
 
 
-# -- the loader, when it exists ---------------------------------------------------
+# -- the contract loader ------------------------------------------------------------
 
 
-def test_generated_shop_passes_the_contract_loader(generated):
-    if importlib.util.find_spec("prodvec.core.shop.loader") is None:
-        pytest.skip("prodvec.core.shop.loader is not written yet")
+def test_generated_shop_passes_the_contract_loader_whole_and_without_its_truth(generated, tables):
     from prodvec.core.shop.loader import load_shop
 
     shop_dir, _, summary = generated
     shop = load_shop(shop_dir)
     assert len(shop.products) == summary["products"]
     assert len(shop.events) == summary["events"] and len(shop.orders) == summary["orders"]
+    assert set(shop.products[C.PRODUCT_ID]) == set(tables["products"][C.PRODUCT_ID])
+    assert set(shop.events[C.PRODUCT_ID]) <= set(shop.products[C.PRODUCT_ID])
+    assert str(shop.events[C.TS].dt.tz) == "UTC" and shop.end == shop.events[C.TS].max()
+    # What only the generator knows stays beside the shop: no truth column reaches the producers.
+    truth_only = set(tables["products_truth"].columns) - set(tables["products"].columns)
+    assert truth_only and not truth_only & set(shop.products.columns)
+    assert C.CATEGORY in shop.label_columns and len(shop.side_info_columns) >= 2

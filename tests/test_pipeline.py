@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,8 +23,8 @@ def invoke(*args: str):
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """A generated shop run through `prodvec run` once, shared by the tests below."""
+def prepared(tmp_path_factory):
+    """A generated shop run through `prodvec run` once; no test changes it (those that do take a copy)."""
     root = tmp_path_factory.mktemp("demo")
     shop, home = root / "shop", root / "home"
     generated = invoke("generate", str(shop), "--products", "300", "--seed", "3")
@@ -31,7 +33,23 @@ def demo(tmp_path_factory):
     ran = invoke("run", "--shop", str(shop), "--home", str(home), "--quiet", "--set", "text_dae.epochs=10",
                  "--report-dir", str(root / "report"))
     assert ran.exit_code == 0, ran.output
-    return shop, home, ran.output
+    return root, ran.output
+
+
+@pytest.fixture
+def demo(prepared):
+    """(shop, home, run output) of the prepared run, for tests that only read it."""
+    root, output = prepared
+    return root / "shop", root / "home", output
+
+
+@pytest.fixture
+def own_demo(prepared, tmp_path):
+    """A private copy of the prepared shop, truth and home for a test that changes them (rollback, bad
+    snapshots), so every test sees the state it asserts on whatever ran before it."""
+    root, output = prepared
+    copy = shutil.copytree(root, tmp_path / "demo")
+    return copy / "shop", copy / "home", output
 
 
 def test_run_prints_the_results_table(demo):
@@ -65,8 +83,8 @@ def test_snapshots_of_every_cutoff_are_listed_with_their_verdict(demo):
 
 
 @pytest.mark.parametrize("broken", ["collapsed", "nan"])
-def test_the_gate_refuses_a_broken_snapshot_and_it_is_never_served(demo, broken):
-    shop, home, _ = demo
+def test_the_gate_refuses_a_broken_snapshot_and_it_is_never_served(own_demo, broken):
+    shop, home, _ = own_demo
     store = SnapshotStore(home)
     served_before = store.promoted("text_dae", 1)
     ids = pd.read_parquet(shop / "products.parquet")["product_id"].to_numpy()
@@ -90,8 +108,8 @@ def test_the_gate_refuses_a_broken_snapshot_and_it_is_never_served(demo, broken)
     assert ref.path.exists(), "kept for inspection"
 
 
-def test_a_second_run_on_the_same_home_keeps_what_exists_and_does_not_undo_a_rollback(demo):
-    shop, home, _ = demo
+def test_a_second_run_on_the_same_home_keeps_what_exists_and_does_not_undo_a_rollback(own_demo):
+    shop, home, _ = own_demo
     rolled = invoke("rollback", "text_dae", "--home", str(home))
     assert rolled.exit_code == 0, rolled.output
     served_before = SnapshotStore(home).promoted("text_dae", 1)
