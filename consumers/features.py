@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from prodvec.core import columns as C
-from prodvec.core.feast_ops import embedding_columns, stack
+from prodvec.core.feast_ops import embedding_columns, quiet_feast, stack
 
 ROW = "_row"
 
@@ -28,7 +28,8 @@ def historical_embeddings(fs, entity_df: pd.DataFrame, views: list[str]) -> dict
                           C.EVENT_TIMESTAMP: pd.to_datetime(entity_df[C.EVENT_TIMESTAMP], utc=True).reset_index(drop=True),
                           ROW: np.arange(len(entity_df))})
     features = [f"{view}:{C.EMBEDDING}" for view in views]
-    frame = fs.get_historical_features(entity_df=query, features=features, full_feature_names=True).to_df()
+    with quiet_feast():
+        frame = fs.get_historical_features(entity_df=query, features=features, full_feature_names=True).to_df()
     frame = frame.sort_values(ROW).reset_index(drop=True)
     if len(frame) != len(query) or not (frame[ROW].to_numpy() == query[ROW].to_numpy()).all():
         raise RuntimeError("feast returned a different set of rows than asked for")

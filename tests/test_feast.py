@@ -153,3 +153,25 @@ def test_redis_online_store_serves_and_rolls_back(home, redis_url):
     feast_ops.reset_online_view(fs, "product_fam_v1")
     feast_ops.materialize(fs, home)
     assert online() == [1.0] * 4
+
+
+def test_feast_calls_leave_the_process_warning_filters_and_feast_logger_as_they_were(home):
+    import logging
+    import warnings
+
+    import feast.infra.offline_stores.duckdb  # noqa: F401  (third-party import-time filters are not ours)
+    import feast.infra.online_stores.redis  # noqa: F401
+
+    before, level = list(warnings.filters), logging.getLogger("feast").level
+    fs = feast_ops.open_store(home)
+    feast_ops.apply(fs, home)
+    feast_ops.materialize(fs, home)
+    orders = pd.DataFrame({"product_id": ["P1", "P2"], "event_timestamp": [CUT1, CUT2]})
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        matrix, _ = historical_embeddings(fs, orders, ["product_fam_v1"])["product_fam_v1"]
+        warnings.warn("a caller's own deprecation", DeprecationWarning)
+    assert matrix[:, 0].tolist() == [1.0, 2.0]
+    # Feast's (ibis') deprecations inside the retrieval are silenced; the caller's own warning still arrives.
+    assert [str(w.message) for w in seen] == ["a caller's own deprecation"]
+    assert warnings.filters == before and logging.getLogger("feast").level == level

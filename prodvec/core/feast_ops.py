@@ -11,6 +11,7 @@ import contextlib
 import io
 import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +24,23 @@ from prodvec.core.snapshots import SnapshotStore, view_name
 REPO_DIR = Path(__file__).resolve().parent.parent / "feature_repo"
 
 
-def quiet_feast() -> None:
-    """Feast and ibis warn loudly about alpha features and deprecations users cannot act on."""
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=RuntimeWarning, module="feast")
-    warnings.filterwarnings("ignore", message=".*is an experimental feature.*")
-    logging.getLogger("feast").setLevel(logging.ERROR)
+@contextlib.contextmanager
+def quiet_feast() -> Iterator[None]:
+    """Around a call into Feast: its and ibis' warnings about alpha features and deprecations users cannot act
+    on are silenced inside the block only; the process's warning filters and the `feast` logger's level are
+    as they were afterwards, so a caller's own warnings still reach it."""
+    logger = logging.getLogger("feast")
+    level = logger.level
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module="feast")
+        warnings.filterwarnings("ignore", message=".*is an experimental feature.*")
+        logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
 
 
 def open_store(home: str | Path, online: str = "sqlite"):
@@ -37,13 +48,13 @@ def open_store(home: str | Path, online: str = "sqlite"):
 
     `online` is "sqlite" or a Redis connection string such as "redis://localhost:6379".
     """
-    from feast import FeatureStore
-    from feast.infra.offline_stores.duckdb import DuckDBOfflineStoreConfig
-    from feast.infra.online_stores.redis import RedisOnlineStoreConfig
-    from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
-    from feast.repo_config import RegistryConfig, RepoConfig
+    with quiet_feast():
+        from feast import FeatureStore
+        from feast.infra.offline_stores.duckdb import DuckDBOfflineStoreConfig
+        from feast.infra.online_stores.redis import RedisOnlineStoreConfig
+        from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
+        from feast.repo_config import RegistryConfig, RepoConfig
 
-    quiet_feast()
     feast_dir = Path(home).resolve() / "feast"
     feast_dir.mkdir(parents=True, exist_ok=True)
     if online == "sqlite":
@@ -61,7 +72,8 @@ def open_store(home: str | Path, online: str = "sqlite"):
         entity_key_serialization_version=3,
         repo_path=str(REPO_DIR),
     )
-    return FeatureStore(config=config)
+    with quiet_feast():
+        return FeatureStore(config=config)
 
 
 def apply(fs, home: str | Path) -> list[str]:
@@ -70,9 +82,10 @@ def apply(fs, home: str | Path) -> list[str]:
 
     objects = definitions(home)
     wanted = {name for name, obj in objects.items() if isinstance(obj, FeatureView)}
-    stale = [fv for fv in fs.list_feature_views() if fv.name not in wanted and fv.name.startswith("product_")]
-    stale_services = [s for s in fs.list_feature_services() if s.name not in objects]
-    fs.apply(list(objects.values()), objects_to_delete=stale + stale_services, partial=False)
+    with quiet_feast():
+        stale = [fv for fv in fs.list_feature_views() if fv.name not in wanted and fv.name.startswith("product_")]
+        stale_services = [s for s in fs.list_feature_services() if s.name not in objects]
+        fs.apply(list(objects.values()), objects_to_delete=stale + stale_services, partial=False)
     return sorted(wanted)
 
 
@@ -93,7 +106,7 @@ def materialize(fs, home: str | Path, end: pd.Timestamp | None = None, views: li
         cutoffs = [t for t in store.promoted(family, version)]
         start = pd.to_datetime(cutoffs[0], format="%Y%m%dT%H%M%SZ", utc=True) - pd.Timedelta(seconds=1)
         # Feast prints a banner per view; the caller reports one line instead.
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), quiet_feast():
             fs.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime(), feature_views=[name])
         served[name] = store.get(f"{family}/v{version}/{cutoffs[-1]}").card()["rows"]
     return served
@@ -104,12 +117,13 @@ def reset_online_view(fs, name: str) -> None:
 
     Redis keeps the newest event time per key and would ignore the older rows.
     """
-    provider = fs._get_provider()
-    view = fs.get_feature_view(name)
-    provider.update_infra(project=fs.project, tables_to_delete=[view], tables_to_keep=[],
-                          entities_to_delete=[], entities_to_keep=[], partial=True)
-    provider.update_infra(project=fs.project, tables_to_delete=[], tables_to_keep=[view],
-                          entities_to_delete=[], entities_to_keep=[], partial=True)
+    with quiet_feast():
+        provider = fs._get_provider()
+        view = fs.get_feature_view(name)
+        provider.update_infra(project=fs.project, tables_to_delete=[view], tables_to_keep=[],
+                              entities_to_delete=[], entities_to_keep=[], partial=True)
+        provider.update_infra(project=fs.project, tables_to_delete=[], tables_to_keep=[view],
+                              entities_to_delete=[], entities_to_keep=[], partial=True)
 
 
 def embedding_columns(frame: pd.DataFrame) -> dict[str, str]:
