@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 from prodvec.core import columns as C
 from prodvec.core.embeddings import Embeddings, InsufficientData
 from prodvec.core.producer import Producer, ProducerConfig, TrainContext
-from prodvec.producers.torch_utils import seed_torch, torch_device
+from prodvec.producers.torch_utils import seed_torch, torch_device, with_anchor_pull
 from prodvec.producers.mrnet_tasks import CLASSIFY, REGRESS, Task, build_tasks, tokenise
 from prodvec.producers.sparse_autoencoder import SparseAutoencoderConfig, fit_sparse_autoencoder
 from prodvec.core.shop.model import TEXT, Shop
@@ -253,9 +253,7 @@ class MRNet(Producer):
                 index = torch.as_tensor(rows, device=device)
                 loss = task_loss(tasks[k].kind, heads[k](z), targets[k][index])
                 if pull_z:
-                    pulled = anchored_t[index]
-                    if pulled.any():
-                        loss = loss + cfg.anchor * (z[pulled] - offset - anchor_t[index][pulled]).pow(2).sum(1).mean()
+                    loss = with_anchor_pull(loss, cfg.anchor, z, anchor_t[index], anchored_t[index], offset)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
+from prodvec.producers.torch_utils import with_anchor_pull
+
 
 @dataclass(frozen=True)
 class SparseAutoencoderConfig:
@@ -94,9 +96,7 @@ def fit_sparse_autoencoder(z: np.ndarray, groups: np.ndarray, n_groups: int, cfg
             loss = loss + cfg.l1 * code.abs().sum(1).mean()
             loss = loss + cfg.group_decay * encoder.weight[:, d:].pow(2).sum() / max(n_groups, 1)
             if use_anchor:
-                pulled = anchored_all[rows]
-                if pulled.any():
-                    loss = loss + cfg.anchor * (code[pulled] - offset - anchor_all[rows][pulled]).pow(2).sum(1).mean()
+                loss = with_anchor_pull(loss, cfg.anchor, code, anchor_all[rows], anchored_all[rows], offset)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

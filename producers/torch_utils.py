@@ -1,4 +1,4 @@
-"""What every torch producer needs: the device a config names and a reproducible seed."""
+"""What every torch producer needs: the device a config names, a reproducible seed, the warm-start pull."""
 
 from __future__ import annotations
 
@@ -25,3 +25,14 @@ def seed_torch(seed: int) -> np.random.Generator:
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     return np.random.default_rng(seed)
+
+
+def with_anchor_pull(loss, weight: float, codes, previous, pulled, offset):
+    """`loss` plus the warm-start pull: `weight` x the mean squared distance of the batch rows that had a vector
+    in the previous snapshot (`pulled`) to it, after removing the shift `offset` shared by all products.
+
+    `previous` and `pulled` are aligned with `codes`; `loss` is returned as is when no row is pulled.
+    """
+    if not pulled.any():
+        return loss
+    return loss + weight * (codes[pulled] - offset - previous[pulled]).pow(2).sum(1).mean()

@@ -10,10 +10,12 @@ share no token or no user.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image, ImageDraw
 
 from prodvec.core import columns as C
@@ -117,3 +119,31 @@ def fused_modality_store(home: Path):
     for family, settings in FUSED_MODALITIES.items():
         produce(shop, family, [shop.end], store, overrides=settings, progress=False, log=quiet)
     return store, shop, truth
+
+
+def produce_validated(store, shop: Shop, family: str, overrides: dict, cutoff: pd.Timestamp | None = None):
+    """(run, embeddings) of one snapshot of `family` at `cutoff` (default: the shop's end) that passed the gate."""
+    from prodvec.jobs import produce
+
+    run = produce(shop, family, [shop.end if cutoff is None else cutoff], store, overrides=overrides, progress=False,
+                  log=quiet)[0]
+    assert run.validation["success"], run.validation["summary"]
+    return run, store.read(run.ref)
+
+
+@pytest.fixture(scope="module")
+def prepared_modalities(tmp_path_factory):
+    """(home, shop, truth) of `fused_modality_store`, trained once per test module and never changed."""
+    home = tmp_path_factory.mktemp("modalities")
+    _, shop, truth = fused_modality_store(home)
+    return home, shop, truth
+
+
+@pytest.fixture
+def store_and_shop(prepared_modalities, tmp_path):
+    """(store, shop, truth) on a private copy of the prepared modality snapshots: whatever a test writes
+    (fusion snapshots, frozen weights) is never seen by another, so tests pass in any order."""
+    from prodvec.core.snapshots import SnapshotStore
+
+    home, shop, truth = prepared_modalities
+    return SnapshotStore(shutil.copytree(home, tmp_path / "home")), shop, truth

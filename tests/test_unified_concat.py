@@ -7,23 +7,15 @@ import pandas as pd
 import pytest
 
 from prodvec.producers.fusion import normalise
-from prodvec.jobs import produce
-from tests.producer_data import fused_modality_store, quiet, same_category_share
+from tests.producer_data import prepared_modalities, produce_validated, same_category_share, store_and_shop  # noqa: F401
 
 WHOLE = {"modalities": "text_dae,clicks_bpr"}
 REDUCED = {**WHOLE, "dim": 8}
 
 
-@pytest.fixture(scope="module")
-def store_and_shop(tmp_path_factory):
-    return fused_modality_store(tmp_path_factory.mktemp("home"))
-
-
 def test_cosine_is_the_mean_of_the_modalities_cosines_and_cold_products_are_placed_by_content(store_and_shop):
     store, shop, truth = store_and_shop
-    run = produce(shop, "unified_concat", [shop.end], store, overrides=WHOLE, progress=False, log=quiet)[0]
-    assert run.validation["success"], run.validation["summary"]
-    emb = store.read(run.ref)
+    _, emb = produce_validated(store, shop, "unified_concat", WHOLE)
     assert emb.dim == 32 and set(emb.ids) == set(shop.products["product_id"])
     ids = shop.products["product_id"]
     fused, _ = emb.lookup(ids)
@@ -46,9 +38,8 @@ def test_cosine_is_the_mean_of_the_modalities_cosines_and_cold_products_are_plac
 
 def test_the_pca_basis_and_layout_are_learned_once_and_reused(store_and_shop):
     store, shop, truth = store_and_shop
-    first_run = produce(shop, "unified_concat", [shop.end], store, overrides=REDUCED, progress=False, log=quiet)[0]
-    later = shop.end + pd.Timedelta(days=7)
-    run = produce(shop, "unified_concat", [later], store, overrides=REDUCED, progress=False, log=quiet)[0]
+    first_run, _ = produce_validated(store, shop, "unified_concat", REDUCED)
+    run, _ = produce_validated(store, shop, "unified_concat", REDUCED, shop.end + pd.Timedelta(days=7))
     assert run.ref.version == first_run.ref.version and store.read(run.ref).dim == 8
     assert not first_run.ref.card()["fusion"]["frozen"] and run.ref.card()["fusion"]["frozen"]
     np.testing.assert_array_equal(store.artifacts(first_run.ref)["basis"], store.artifacts(run.ref)["basis"])
