@@ -100,6 +100,13 @@ def same_category_share(vectors: np.ndarray, labels: np.ndarray, k: int = 10) ->
     return float((labels[neighbours] == labels[:, None]).mean())
 
 
+def assert_placed_by_category(vectors: np.ndarray, truth: np.ndarray, cold: np.ndarray) -> None:
+    """Categories apart in `vectors`, also among the `cold` products (nobody clicked them: content placed them)."""
+    assert cold.sum() > 50, "too few cold products to say anything about them"
+    assert same_category_share(vectors, truth) > 0.7
+    assert same_category_share(vectors[cold], truth[cold]) > 0.5, "products nobody clicked are placed by content"
+
+
 def quiet(message: str) -> None:
     """A `log` that drops the producers' progress lines."""
 

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from prodvec.producers.fusion import normalise
-from tests.producer_data import prepared_modalities, produce_validated, same_category_share, store_and_shop  # noqa: F401
+from tests.producer_data import (assert_placed_by_category, prepared_modalities, produce_validated,  # noqa: F401
+                                 same_category_share, store_and_shop)
 
 WHOLE = {"modalities": "text_dae,clicks_bpr"}
 REDUCED = {**WHOLE, "dim": 8}
@@ -30,10 +31,7 @@ def test_cosine_is_the_mean_of_the_modalities_cosines_and_cold_products_are_plac
     # Blocks in name order (clicks_bpr, text_dae): a product nobody clicked keeps its text block at the
     # same scale as everyone else, beside a zero clicks block.
     np.testing.assert_allclose(np.linalg.norm(fused[~clicked][:, 16:], axis=1), 1 / np.sqrt(2), rtol=1e-4)
-    cold = ~clicked
-    assert cold.sum() > 50
-    assert same_category_share(fused, truth) > 0.7
-    assert same_category_share(fused[cold], truth[cold]) > 0.5, "products nobody clicked are placed by content"
+    assert_placed_by_category(fused, truth, cold=~clicked)
 
 
 def test_the_pca_basis_and_layout_are_learned_once_and_reused(store_and_shop):

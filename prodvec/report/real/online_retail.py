@@ -7,7 +7,8 @@ from pathlib import Path
 
 from prodvec.core import columns as C
 from prodvec.report.output import records
-from prodvec.report.real.common import RETAIL, DatasetOutcome, RealConfig, flags, fresh_home, import_sample, pipeline_lines
+from prodvec.report.real.common import (RETAIL, DatasetOutcome, RealConfig, flags, fresh_home, import_sample,
+                                        pipeline_lines)
 from prodvec.report.render import Section, no_flags
 
 RETAIL_FILE = "online_retail.csv"
