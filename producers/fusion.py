@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import normalize
 
 from prodvec.core import columns as C
-from prodvec.core.embeddings import Embeddings
+from prodvec.core.embeddings import Embeddings, InsufficientData
 from prodvec.core.producer import Producer, TrainContext
 from prodvec.core.shop.model import Shop
 from prodvec.producers import is_fusion
@@ -37,6 +37,19 @@ def modality_snapshots(context: TrainContext, modalities: str) -> dict[str, tupl
             latest = max(passed, key=lambda r: (r.version, r.cutoff))
             out[family] = (latest, store.read(latest))
     return out
+
+
+def modality_inputs(producer: Producer, context: TrainContext) -> tuple[dict[str, Embeddings], dict[str, str]]:
+    """What a fusion fuses at the cutoff: family -> embeddings, and family -> the snapshot id it came from (for
+    the card). A clear error when there is no store to read them from or no validated snapshot of any."""
+    modalities = producer.config.modalities
+    if context.store is None:
+        raise ValueError(f"{producer.name} reads modality snapshots and needs the snapshot store")
+    sources = modality_snapshots(context, modalities)
+    if not sources:
+        raise InsufficientData(f"no validated snapshot of {modalities} at or before {context.cutoff}")
+    return ({family: emb for family, (_, emb) in sources.items()},
+            {family: ref.id for family, (ref, _) in sources.items()})
 
 
 def own_previous_snapshot(producer: Producer, context: TrainContext) -> SnapshotRef | None:

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from prodvec.core import columns as C
-from prodvec.core.embeddings import Embeddings, InsufficientData
+from prodvec.core.embeddings import Embeddings
 from prodvec.core.producer import Producer, ProducerConfig, TrainContext
-from prodvec.producers.fusion import (attribute_knn_accuracy, coclick_auc, modality_snapshots, normalise,
+from prodvec.producers.fusion import (attribute_knn_accuracy, coclick_auc, modality_inputs, normalise,
                                       own_previous_snapshot)
 from prodvec.core.shop.model import Shop
 
@@ -129,13 +129,8 @@ class Unified(Producer):
         return {f: round(w, 4) for f, w in best[2].items()}
 
     def train(self, shop: Shop, context: TrainContext) -> Embeddings:
-        if context.store is None:
-            raise ValueError("unified reads modality snapshots and needs the snapshot store")
+        parts, source_ids = modality_inputs(self, context)
         self.selection_: dict = {}
-        sources = modality_snapshots(context, self.config.modalities)
-        parts = {family: emb for family, (_, emb) in sources.items()}
-        if not parts:
-            raise InsufficientData(f"no validated snapshot of {self.config.modalities} at or before {context.cutoff}")
         dims = {f: e.dim for f, e in parts.items()}
         if len(set(dims.values())) > 1 or self.config.dim not in dims.values():
             raise ValueError(f"unified averages embeddings of one dimension ({self.config.dim}); got {dims}")
@@ -151,7 +146,7 @@ class Unified(Producer):
             if not any(weights.values()):
                 raise ValueError(f"unified: frozen weights {frozen} cover none of {sorted(parts)}")
         self.card_extras_ = {"fusion": {"weights": weights, "frozen": frozen is not None,
-                                        "sources": {f: ref.id for f, (ref, _) in sources.items()},
+                                        "sources": source_ids,
                                         "selection": self.selection_}}
         ids = shop.products[C.PRODUCT_ID].to_numpy().astype(str)
         return fuse(ids, parts, weights)

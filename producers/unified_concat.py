@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from prodvec.core import columns as C
-from prodvec.core.embeddings import Embeddings, InsufficientData
+from prodvec.core.embeddings import Embeddings
 from prodvec.core.producer import Producer, ProducerConfig, TrainContext
-from prodvec.producers.fusion import concatenate, frozen_blocks, modality_snapshots
+from prodvec.producers.fusion import concatenate, frozen_blocks, modality_inputs
 from prodvec.core.shop.model import Shop
 
 
@@ -47,12 +47,7 @@ class UnifiedConcat(Producer):
         return self.config.dim or sum(card["fusion"]["dims"].values())
 
     def train(self, shop: Shop, context: TrainContext) -> Embeddings:
-        if context.store is None:
-            raise ValueError("unified_concat reads modality snapshots and needs the snapshot store")
-        sources = modality_snapshots(context, self.config.modalities)
-        if not sources:
-            raise InsufficientData(f"no validated snapshot of {self.config.modalities} at or before {context.cutoff}")
-        parts = {family: emb for family, (_, emb) in sources.items()}
+        parts, source_ids = modality_inputs(self, context)
         earlier, order, dims = frozen_blocks(self, context, parts)
         ids = shop.products[C.PRODUCT_ID].to_numpy().astype(str)
         x, present = concatenate(ids, parts, order, dims)
@@ -71,5 +66,5 @@ class UnifiedConcat(Producer):
             vectors = vectors @ basis
             self.artifacts_ = {"basis": basis}
         self.card_extras_ = {"fusion": {"modalities": order, "dims": dims, "frozen": earlier is not None,
-                                        "sources": {f: ref.id for f, (ref, _) in sources.items()}}}
+                                        "sources": source_ids}}
         return Embeddings(ids[keep], vectors.astype(np.float32))

@@ -23,7 +23,7 @@ from prodvec.core import columns as C
 from prodvec.core.embeddings import Embeddings, InsufficientData
 from prodvec.core.producer import Producer, ProducerConfig, TrainContext
 from prodvec.producers.torch_utils import seed_torch, torch_device
-from prodvec.producers.fusion import concatenate, frozen_blocks, modality_snapshots
+from prodvec.producers.fusion import concatenate, frozen_blocks, modality_inputs
 from prodvec.core.shop.model import Shop
 
 
@@ -110,13 +110,8 @@ class UnifiedProj(Producer):
         return projection.weight.detach().cpu().numpy().T.astype(np.float32)
 
     def train(self, shop: Shop, context: TrainContext) -> Embeddings:
-        if context.store is None:
-            raise ValueError("unified_proj reads modality snapshots and needs the snapshot store")
-        sources = modality_snapshots(context, self.config.modalities)
-        if not sources:
-            raise InsufficientData(f"no validated snapshot of {self.config.modalities} at or before {context.cutoff}")
+        parts, source_ids = modality_inputs(self, context)
         ids = shop.products[C.PRODUCT_ID].to_numpy().astype(str)
-        parts = {family: emb for family, (_, emb) in sources.items()}
         self.selection_ = {}
         earlier, order, dims = frozen_blocks(self, context, parts)
         x, present = concatenate(ids, parts, order, dims)
@@ -130,6 +125,6 @@ class UnifiedProj(Producer):
         vectors = (x[keep] * scale) @ weights
         self.artifacts_ = {"projection": weights}
         self.card_extras_ = {"fusion": {"modalities": order, "dims": dims, "frozen": earlier is not None,
-                                        "sources": {f: ref.id for f, (ref, _) in sources.items()},
+                                        "sources": source_ids,
                                         "selection": self.selection_}}
         return Embeddings(ids[keep], vectors.astype(np.float32))
