@@ -24,7 +24,7 @@ HOME_OPTION = click.option("--home", type=click.Path(path_type=Path), default=No
 SHOP_OPTION = click.option("--shop", "shop_dir", type=click.Path(path_type=Path, exists=True, file_okay=False),
                            required=True, help="A shop directory (see docs: the shop contract).")
 ONLINE_OPTION = click.option("--online", default="sqlite", show_default=True,
-                             help="Online store: sqlite, or redis://HOST:PORT.")
+                             help="Online store: sqlite, redis://HOST:PORT, or milvus:PATH (vector search).")
 
 
 def _home(home: Path | None) -> Path:

@@ -52,7 +52,10 @@ def feature_view(family: str, version: int, dim: int, source_path: Path) -> Feat
         name=name,
         entities=[product],
         ttl=EMBEDDING_TTL,
-        schema=[Field(name=C.EMBEDDING, dtype=Array(Float32), vector_length=dim)],
+        # Marked for vector search: a vector-capable online store (Milvus) indexes it for
+        # `retrieve_online_documents_v2`; SQLite and Redis store it as before.
+        schema=[Field(name=C.EMBEDDING, dtype=Array(Float32), vector_length=dim, vector_index=True,
+                      vector_search_metric="COSINE")],
         source=source,
         online=True,
         description=f"{family} product embedding, version {version} ({dim} floats); one row per product per snapshot",

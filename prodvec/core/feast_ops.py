@@ -35,7 +35,9 @@ def quiet_feast() -> None:
 def open_store(home: str | Path, online: str = "sqlite"):
     """A FeatureStore whose registry and online store live under `home`/feast.
 
-    `online` is "sqlite" or a Redis connection string such as "redis://localhost:6379".
+    `online` is "sqlite", a Redis connection string such as "redis://localhost:6379",
+    or "milvus:PATH" (Milvus Lite in a local file: vector search through
+    `retrieve_online_documents_v2`, see `milvus_config`).
     """
     from feast import FeatureStore
     from feast.infra.offline_stores.duckdb import DuckDBOfflineStoreConfig
@@ -50,8 +52,10 @@ def open_store(home: str | Path, online: str = "sqlite"):
         online_config = SqliteOnlineStoreConfig(path=str(feast_dir / "online_store.db"))
     elif online.startswith("redis://"):
         online_config = RedisOnlineStoreConfig(connection_string=online.removeprefix("redis://"))
+    elif online.startswith("milvus:"):
+        online_config = milvus_config(home, online.removeprefix("milvus:"))
     else:
-        raise ValueError(f"online store {online!r}: use 'sqlite' or 'redis://HOST:PORT'")
+        raise ValueError(f"online store {online!r}: use 'sqlite', 'redis://HOST:PORT' or 'milvus:PATH'")
     config = RepoConfig(
         project=PROJECT,
         provider="local",
@@ -62,6 +66,23 @@ def open_store(home: str | Path, online: str = "sqlite"):
         repo_path=str(REPO_DIR),
     )
     return FeatureStore(config=config)
+
+
+def milvus_config(home: str | Path, path: str):
+    """Feast's Milvus online store on Milvus Lite (a local file, no server), cosine over a FLAT index.
+
+    Milvus gives every float-array feature one vector width (`embedding_dim`),
+    so the store holds the views of the commonest served dimension;
+    `materialize` skips the others and says so.
+    """
+    from collections import Counter
+
+    from feast.infra.online_stores.milvus_online_store.milvus import MilvusOnlineStoreConfig
+
+    dims = Counter(dim for _, _, dim in SnapshotStore(home).served_versions())
+    dim = min(dims, key=lambda d: (-dims[d], d)) if dims else 64
+    return MilvusOnlineStoreConfig(path=str(Path(path).resolve()), embedding_dim=dim, index_type="FLAT",
+                                   metric_type="COSINE", vector_enabled=True)
 
 
 def apply(fs, home: str | Path) -> list[str]:
@@ -85,10 +106,13 @@ def materialize(fs, home: str | Path, end: pd.Timestamp | None = None, views: li
     """
     store = SnapshotStore(home)
     end = pd.Timestamp.now(tz="UTC") if end is None else pd.Timestamp(end)
-    served = {}
-    for family, version, _ in store.served_versions():
+    served, skipped = {}, []
+    for family, version, dim in store.served_versions():
         name = view_name(family, version)
         if views is not None and name not in views:
+            continue
+        if getattr(fs.config.online_store, "type", "") == "milvus" and dim != fs.config.online_store.embedding_dim:
+            skipped.append(f"{name} ({dim} floats)")
             continue
         cutoffs = [t for t in store.promoted(family, version)]
         start = pd.to_datetime(cutoffs[0], format="%Y%m%dT%H%M%SZ", utc=True) - pd.Timedelta(seconds=1)
@@ -96,6 +120,9 @@ def materialize(fs, home: str | Path, end: pd.Timestamp | None = None, views: li
         with contextlib.redirect_stdout(io.StringIO()):
             fs.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime(), feature_views=[name])
         served[name] = store.get(f"{family}/v{version}/{cutoffs[-1]}").card()["rows"]
+    if skipped:
+        logging.getLogger(__name__).warning("Milvus holds %s-float vectors only; not materialized: %s",
+                                            fs.config.online_store.embedding_dim, ", ".join(skipped))
     return served
 
 
