@@ -59,7 +59,11 @@ def open_store(home: str | Path, online: str = "sqlite"):
     config = RepoConfig(
         project=PROJECT,
         provider="local",
-        registry=RegistryConfig(path=str(feast_dir / "registry.db"), cache_ttl_seconds=0),
+        # Atomic registry writes, and views keep serving while a new snapshot is materialized:
+        # without both, readers failed during materialization (prodvec.consumers.online_load).
+        registry=RegistryConfig(path=str(feast_dir / "registry.db"), cache_ttl_seconds=0,
+                                registry_store_type="prodvec.core.feast_registry.AtomicFileRegistryStore",
+                                serve_features_while_materializing=True),
         offline_store=DuckDBOfflineStoreConfig(),
         online_store=online_config,
         entity_key_serialization_version=3,
