@@ -93,7 +93,7 @@ def apply(fs, home: str | Path) -> list[str]:
     """Register the views of every served version; drop views that serve nothing now."""
     from feast import FeatureView
 
-    objects = definitions(home)
+    objects = definitions(home, spark=fs.config.offline_store.type == "spark")
     wanted = {name for name, obj in objects.items() if isinstance(obj, FeatureView)}
     stale = [fv for fv in fs.list_feature_views() if fv.name not in wanted and fv.name.startswith("product_")]
     stale_services = [s for s in fs.list_feature_services() if s.name not in objects]
