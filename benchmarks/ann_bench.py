@@ -97,7 +97,7 @@ def run(rows: int = 1_000_000, n_queries: int = 1000, log=print) -> list[str]:
             set_knob(value)
             found, wall, cpu = one_at_a_time(index, queries)
             row = {"index": name, knob: value, "recall@10": recall_at(found, truth), "build_s": build_s,
-                   "index_MiB": index_mib(index), "peak_rss_growth_MiB": rss_mib() - rss_before,
+                   "index_MiB": index_mib(index), "peak_rss_growth_MiB": max(0.0, rss_mib() - rss_before),
                    "p50_ms": 1e3 * np.percentile(wall, 50), "p99_ms": 1e3 * np.percentile(wall, 99),
                    "cpu_p50_ms": 1e3 * np.percentile(cpu, 50), "cpu_p99_ms": 1e3 * np.percentile(cpu, 99)}
             log("  " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
@@ -114,21 +114,15 @@ def run(rows: int = 1_000_000, n_queries: int = 1000, log=print) -> list[str]:
             lambda v: setattr(hnsw.hnsw, "efSearch", v))
     del hnsw
 
-    # IVF-PQ (32 bytes a vector) with a re-ranking pass over the raw vectors: PQ alone tops out
-    # below the recall target on 64-d codes, re-ranking is what reaches it.
+    # IVF-PQ (32-byte codes) with a re-ranking pass over the raw vectors: PQ distances alone top out
+    # below the recall target on 64-d codes; re-ranking 4k candidates exactly is what reaches it.
     before = rss_mib()
     started = time.perf_counter()
-    nlist = int(4 * np.sqrt(rows))  # FAISS's rule of thumb: 4-16 sqrt(n) lists
-    ivf = faiss.index_factory(x.shape[1], f"IVF{nlist},PQ32x8", faiss.METRIC_INNER_PRODUCT)
-    ivf.do_polysemous_training = False  # Hamming pre-filtering is not used; its training costs minutes
-    ivf.train(x[rng.choice(rows, min(rows, 50 * nlist), replace=False)])
-    refined = faiss.IndexRefineFlat(ivf)
-    refined.k_factor = 4
-    refined.add(x)  # adds the PQ codes to `ivf` and keeps the raw vectors for re-ranking
-    measure("ivfpq+refine", refined, time.perf_counter() - started, before, "nprobe", NPROBE,
+    ivf, _ = neighbours.build_faiss(x, "ivfpq")
+    measure("ivfpq+refine", ivf, time.perf_counter() - started, before, "nprobe", NPROBE,
             lambda v: setattr(faiss.extract_index_ivf(ivf), "nprobe", v))
 
-    table = [f"| index | knob | recall@10 | p50 ms | p99 ms | cpu p50 ms | cpu p99 ms | build s | index MiB | peak RSS growth MiB |",
+    table = [f"| index | knob | recall@10 | p50 ms | p99 ms | cpu p50 ms | cpu p99 ms | build s | index MiB | peak RSS growth MiB (0: below an earlier peak) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         knob = f"efSearch={r['efSearch']}" if "efSearch" in r else f"nprobe={r['nprobe']}"
@@ -138,14 +132,16 @@ def run(rows: int = 1_000_000, n_queries: int = 1000, log=print) -> list[str]:
     lines = [f"## Neighbour index: {rows:,} x {x.shape[1]}, {n_queries} single queries, one thread", "",
              f"exact scan (reference): p50 {1e3 * np.median(exact_wall):.1f} ms, p99 {1e3 * np.percentile(exact_wall, 99):.1f} ms"
              f" per query (cpu p50 {1e3 * np.median(exact_cpu):.1f} ms)", "", *table, ""]
-    ok = [r for r in results if r["recall@10"] >= TARGET_RECALL]
-    if ok:
-        best = min(ok, key=lambda r: r["p99_ms"])
-        lines.append(f"fastest at recall@10 >= {TARGET_RECALL}: {best['index']} "
-                     f"({'efSearch=' + str(best['efSearch']) if 'efSearch' in best else 'nprobe=' + str(best['nprobe'])}),"
-                     f" p99 {best['p99_ms']:.2f} ms wall, {best['cpu_p99_ms']:.2f} ms cpu")
-    else:
-        lines.append(f"no setting reached recall@10 >= {TARGET_RECALL}")
+    for name in ("hnsw", "ivfpq+refine"):
+        ok = [r for r in results if r["index"] == name and r["recall@10"] >= TARGET_RECALL]
+        if ok:
+            r = ok[0]  # the cheapest knob that reaches the target
+            knob = f"efSearch={r['efSearch']}" if "efSearch" in r else f"nprobe={r['nprobe']}"
+            lines.append(f"{name}: recall@10 {r['recall@10']:.3f} >= {TARGET_RECALL} at {knob}; p99 {r['p99_ms']:.2f} ms "
+                         f"wall, {r['cpu_p99_ms']:.2f} ms cpu; build {r['build_s']:.0f} s; index {r['index_MiB']:.0f} MiB")
+        else:
+            lines.append(f"{name}: no setting reached recall@10 >= {TARGET_RECALL}")
+    lines.append("prodvec.core.neighbours builds HNSW by default (no training step; see its docstring), IVF-PQ on request.")
     return lines
 
 

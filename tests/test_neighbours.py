@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from prodvec.cli import main
 from prodvec.core import columns as C
 from prodvec.core.embeddings import Embeddings
-from prodvec.core.neighbours import INDEX_DIR, NeighbourIndex, served_index, served_ref, similar, top_k_cosine
+from prodvec.core.neighbours import INDEX_DIR, NeighbourIndex, served_index, served_ref, similar, top_k_cosine, unit
 from prodvec.core.snapshots import SnapshotError, SnapshotStore
 
 CUT1 = pd.Timestamp("2025-02-01", tz="UTC")
@@ -78,14 +78,22 @@ def test_the_index_switches_with_promote_and_rollback_and_a_failed_snapshot_gets
     assert served_index(tmp_path, "fam").snapshot == first.id
 
 
-def test_hnsw_agrees_with_the_exact_index():
-    emb = vectors(4000, dim=32, seed=4)
+@pytest.mark.parametrize("kind", ["ivfpq", "hnsw"])
+def test_approximate_indexes_agree_with_the_exact_one(kind, tmp_path):
+    rng = np.random.default_rng(4)
+    # Clustered, like trained embeddings (uniform noise in 32-d is the worst case for any ANN index).
+    centres = rng.standard_normal((40, 32))
+    emb = Embeddings(np.array([f"P{i:05d}" for i in range(4000)]),
+                     (centres[rng.integers(0, 40, 4000)] + 0.3 * rng.standard_normal((4000, 32))).astype(np.float32))
     queries = np.arange(0, 4000, 20)
     flat = top_k_cosine(emb.vectors[queries], emb.vectors, 10, exclude=queries, kind="flat")
-    hnsw = top_k_cosine(emb.vectors[queries], emb.vectors, 10, exclude=queries, kind="hnsw")
-    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(flat, hnsw)])
+    index = NeighbourIndex.from_vectors(emb.ids, emb.vectors, kind)
+    index.save(tmp_path)
+    approx = NeighbourIndex.load(tmp_path, emb.ids).search(emb.vectors[queries], 10, exclude=queries)[0]
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(flat, approx)])
     assert recall >= 0.95
-    assert not (hnsw == queries[:, None]).any()
+    assert not (approx == queries[:, None]).any()
+    np.testing.assert_allclose(index.vectors(queries[:3]), unit(emb.vectors[queries[:3]]), atol=1e-6)
 
 
 def test_an_unknown_product_says_which_families_cover_new_products(tmp_path):

@@ -2,11 +2,13 @@
 
 `NeighbourIndex` wraps a FAISS index over unit vectors (inner product =
 cosine) and the product ids of its rows. Small catalogues get an exact
-`IndexFlatIP` (FAISS's blocked BLAS scan); from `HNSW_FROM` rows on an HNSW
-graph, chosen by measurement in `benchmarks/ann_bench.py` over IVF-PQ: at 1M
-x 64 it reaches recall@10 >= 0.95 at well under a millisecond per query,
-while IVF-PQ needs a re-ranking pass over raw vectors to get there, costing
-the memory it was meant to save.
+`IndexFlatIP` (FAISS's blocked BLAS scan); from `LARGE_FROM` rows on an HNSW
+graph. Chosen by measurement (`benchmarks/ann_bench.py`, shared 2-core
+machine): at 1M x 64 HNSW (M=32) and IVF-PQ with exact re-ranking both reach
+recall@10 >= 0.98 at about 0.25 ms CPU per query (p99); IVF-PQ built faster
+there (130 s against 601 s, 283 against 504 MiB) but its k-means training
+took 199 s at 50k rows where HNSW took 30 s, so HNSW, which has no training
+step, is the default and `kind="ivfpq"` the option for very large snapshots.
 
 Every promoted snapshot gets its index (`index/` beside `embeddings.parquet`,
 written to a temporary directory and renamed) *before* `SnapshotStore`
@@ -37,10 +39,15 @@ from prodvec.core.snapshots import TMP_PREFIX, SnapshotError, SnapshotRef, Snaps
 INDEX_DIR = "index"
 INDEX_FILE = "faiss.index"
 META_FILE = "index.json"
-# Below this many rows an exact scan costs less than a millisecond per query
-# and is exact, so no approximation is worth it.
-HNSW_FROM = 50_000
-# HNSW graph degree and beam widths: measured at 1M x 64 in benchmarks/ann_bench.py.
+# Below this many rows an exact scan costs about a millisecond per query or
+# less and is exact, so no approximation is worth it.
+LARGE_FROM = 50_000
+# IVF-PQ: 4 sqrt(n) lists (FAISS's rule of thumb), 32-byte codes, 16 lists probed,
+# 4k candidates re-ranked exactly; measured at 1M x 64 in benchmarks/ann_bench.py.
+IVF_NPROBE = 16
+IVF_PQ_BYTES = 32
+REFINE_FACTOR = 4
+# HNSW graph degree and beam widths (the alternative measured there).
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 40
 HNSW_EF_SEARCH = 64
@@ -51,22 +58,34 @@ def unit(matrix: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(normalize(np.asarray(matrix, dtype=np.float32)), dtype=np.float32)
 
 
-def build_faiss(vectors: np.ndarray, kind: str = "auto"):
-    """A FAISS index over the unit rows of `vectors`: "flat" (exact), "hnsw", or "auto" by size."""
+def build_faiss(vectors: np.ndarray, kind: str = "auto", seed: int = 0):
+    """A FAISS index over the unit rows of `vectors`: "flat" (exact), "ivfpq", "hnsw", or "auto" by size."""
     import faiss
 
     x = unit(vectors)
     if kind == "auto":
-        kind = "hnsw" if len(x) >= HNSW_FROM else "flat"
+        kind = "hnsw" if len(x) >= LARGE_FROM else "flat"
     dim = x.shape[1]
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
+    elif kind == "ivfpq":
+        nlist = max(1, int(4 * np.sqrt(len(x))))
+        pq = IVF_PQ_BYTES if dim % IVF_PQ_BYTES == 0 else dim  # PQ needs sub-vectors of equal width
+        ivf = faiss.index_factory(dim, f"IVF{nlist},PQ{pq}", faiss.METRIC_INNER_PRODUCT)
+        ivf.do_polysemous_training = False  # Hamming pre-filtering is unused; its training costs minutes
+        ivf.nprobe = IVF_NPROBE
+        sample = np.random.default_rng(seed).choice(len(x), min(len(x), 50 * nlist), replace=False)
+        ivf.train(x[np.sort(sample)])
+        index = faiss.IndexRefineFlat(ivf)  # keeps the raw vectors: exact re-ranking and reconstruct()
+        index.k_factor = REFINE_FACTOR
+        index.add(x)
+        return index, kind
     elif kind == "hnsw":
         index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         index.hnsw.efSearch = HNSW_EF_SEARCH
     else:
-        raise ValueError(f"index kind {kind!r}: use 'flat', 'hnsw' or 'auto'")
+        raise ValueError(f"index kind {kind!r}: use 'flat', 'ivfpq', 'hnsw' or 'auto'")
     index.add(x)
     return index, kind
 
@@ -112,7 +131,7 @@ class NeighbourIndex:
         return pd.Series(np.asarray(product_ids).astype(str)).map(self._position).fillna(-1).to_numpy(np.int64)
 
     def vectors(self, positions: np.ndarray) -> np.ndarray:
-        """The stored unit vectors of some rows (flat and HNSW keep them exactly)."""
+        """The stored unit vectors of some rows (every kind keeps them exactly)."""
         positions = np.asarray(positions, dtype=np.int64)
         return np.stack([self.index.reconstruct(int(p)) for p in positions]) if len(positions) else \
             np.zeros((0, self.index.d), np.float32)
@@ -160,6 +179,9 @@ class NeighbourIndex:
             raise SnapshotError(f"{directory}: index holds {index.ntotal} rows, the snapshot {len(ids)}")
         if meta["kind"] == "hnsw":
             index.hnsw.efSearch = HNSW_EF_SEARCH
+        elif meta["kind"] == "ivfpq":
+            faiss.extract_index_ivf(index).nprobe = IVF_NPROBE
+            faiss.downcast_index(index).k_factor = REFINE_FACTOR
         return cls(ids, index, meta["kind"], meta.get("snapshot"))
 
 
