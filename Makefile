@@ -32,10 +32,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Real servers and a real browser for the integration tests, from Debian's packages.
+# Real servers, a real browser and a JVM (the Spark profile) for the integration tests, from Debian's packages.
 system-deps:
 	@missing=""; command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing (apt)"; \
 	  (apt-get update -qq && apt-get install -y -qq $$missing >/dev/null) || \

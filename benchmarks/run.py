@@ -54,6 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,4000,16000", help="comma-separated n_products; the first is the reference")
     parser.add_argument("--out", type=Path, default=Path("reports/bench.md"))
+    parser.add_argument("--no-serving", action="store_true", help="skip the 1M-vector index and Redis load runs")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(tempfile.mkdtemp(prefix="prodvec-bench-"))
@@ -70,6 +71,11 @@ def main() -> None:
     ratios = table.div(table.iloc[0]).add_suffix(" ×ref")
     lines = ["# prodvec benchmark", "", f"reference: {sizes[0]} products (ratios are against it)", "",
              table.round(2).to_string(), "", ratios.round(2).to_string(), ""]
+    if not args.no_serving:  # serving: the neighbour index at 1M x 64 and Redis under load (issue 15)
+        import ann_bench
+        import online_load_bench
+
+        lines += ["", *ann_bench.run(), "", *online_load_bench.run()]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
     print("\n".join(lines))

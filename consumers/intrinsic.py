@@ -25,7 +25,7 @@ from sklearn.preprocessing import normalize
 
 from prodvec.core import columns as C
 from prodvec.consumers.evaluation import RANDOM, EvalContext, TaskResult
-from prodvec.consumers.retrieval import top_k_cosine
+from prodvec.core.neighbours import top_k_cosine
 from prodvec.core.shop.truth import PRODUCTS_TRUTH_FILE, TRUTH_SUFFIX, truth_dir
 from prodvec.validation.metrics import COSINE_PAIRS, SVD_ROWS, isotropy, mean_pairwise_cosine, singular_values
 

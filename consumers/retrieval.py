@@ -3,7 +3,8 @@
 Queries come from held-out sessions (clicks after `eval_cutoff`): the seed
 is a clicked product, the target the next *different* product clicked in the
 same session, the query time the seed's click. For each seed every product of
-the index is ranked by cosine to the seed (the seed itself excluded), and the
+the index is ranked by cosine to the seed (the seed itself excluded), through
+`prodvec.core.neighbours`, the code `prodvec similar` serves users with, and the
 target's rank gives Recall@10 and NDCG@10, overall and for cold-start seeds.
 
 Point-in-time: the index a query sees is the catalogue as served at the
@@ -33,12 +34,11 @@ import pandas as pd
 
 from prodvec.core import columns as C
 from prodvec.consumers.evaluation import RANDOM, EvalContext, Lookup, TaskResult
+from prodvec.core.neighbours import top_k_cosine
 from prodvec.core.shop.model import EVENTS
 
 MOST_POPULAR = "most_popular"
 REQUIRES = (EVENTS,)
-# Scores held in memory at once by a top-k search: 4M float32 = 16 MiB.
-BLOCK_VALUES = 1 << 22
 
 SEED, TARGET, AT = "seed", "target", "at"
 
@@ -76,47 +76,6 @@ def session_pairs(events: pd.DataFrame, after: pd.Timestamp) -> pd.DataFrame:
     nxt = np.flatnonzero(followed) + 1
     return pd.DataFrame({SEED: product[followed], TARGET: product[nxt],
                          AT: clicks[C.TS].iloc[followed].reset_index(drop=True)})
-
-
-def _unit(matrix: np.ndarray) -> np.ndarray:
-    matrix = np.asarray(matrix, dtype=np.float32)
-    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
-
-
-def _block_top_k(scores: np.ndarray, exclude: np.ndarray, k: int) -> np.ndarray:
-    """Column positions of the k highest scores per row, best first; -1 where fewer than k are eligible."""
-    rows = np.arange(len(scores))
-    has = exclude >= 0
-    scores[rows[has], exclude[has]] = -np.inf
-    n = scores.shape[1]
-    if k < n:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    else:
-        part = np.tile(np.arange(n), (len(scores), 1))
-    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-    top = np.take_along_axis(part, order, axis=1)
-    top[~np.isfinite(np.take_along_axis(scores, top, axis=1))] = -1
-    return top
-
-
-def top_k_cosine(queries: np.ndarray, index: np.ndarray, k: int, exclude: np.ndarray | None = None,
-                 block_values: int = BLOCK_VALUES) -> np.ndarray:
-    """(queries, k) positions into `index` of each query's k nearest rows by cosine, nearest first.
-
-    `exclude[i]` is a position query i may not return (its own row), or -1.
-    Scores are computed in blocks of queries so memory stays near
-    `block_values` floats whatever the index size. Positions are -1 where
-    the index has fewer than k eligible rows.
-    """
-    q = _unit(queries)
-    x = _unit(index)
-    exclude = np.full(len(q), -1) if exclude is None else np.asarray(exclude)
-    out = np.full((len(q), min(k, len(x))), -1, dtype=np.int64)
-    step = max(1, block_values // max(len(x), 1))
-    for lo in range(0, len(q), step):
-        hi = min(lo + step, len(q))
-        out[lo:hi] = _block_top_k(q[lo:hi] @ x.T, exclude[lo:hi], out.shape[1])
-    return out
 
 
 def popular_top_k(ranking: np.ndarray, exclude: np.ndarray, k: int) -> np.ndarray:

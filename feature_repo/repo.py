@@ -2,7 +2,10 @@
 version, and the service consumers use. Generated from the snapshots on disk so
 that `feast apply` picks up a newly promoted version with no edits here."""
 
+import os
+
 from prodvec.core.feast_defs import default_home, definitions
 
 # Feast collects module-level objects; the generated ones are put here by name.
-globals().update(definitions(default_home()))
+# PRODVEC_SPARK=1 (profiles/spark.yaml): the same Parquet declared as Spark sources.
+globals().update(definitions(default_home(), spark=os.environ.get("PRODVEC_SPARK") == "1"))

@@ -14,6 +14,7 @@ from sklearn.preprocessing import normalize
 
 from prodvec.core import columns as C
 from prodvec.core.embeddings import Embeddings, InsufficientData
+from prodvec.core.neighbours import top_k_cosine
 from prodvec.core.producer import Producer, TrainContext
 from prodvec.core.shop.model import Shop
 from prodvec.producers import is_fusion
@@ -99,9 +100,7 @@ def attribute_knn_accuracy(emb: Embeddings, shop: Shop, k: int, rng: np.random.G
     vectors, _ = emb.lookup(ids)
     unit = normalise(vectors)
     queries = rng.choice(len(ids), size=min(sample, len(ids)), replace=False)
-    sims = unit[queries] @ unit.T
-    sims[np.arange(len(queries)), queries] = -np.inf
-    neighbours = np.argpartition(-sims, k, axis=1)[:, :k]
+    neighbours = top_k_cosine(unit[queries], unit, k, exclude=queries)
     scores = []
     for column in columns:
         codes, _ = pd.factorize(products.loc[ids, column])  # unknown -> -1, never a vote

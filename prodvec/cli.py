@@ -24,7 +24,7 @@ HOME_OPTION = click.option("--home", type=click.Path(path_type=Path), default=No
 SHOP_OPTION = click.option("--shop", "shop_dir", type=click.Path(path_type=Path, exists=True, file_okay=False),
                            required=True, help="A shop directory (see docs: the shop contract).")
 ONLINE_OPTION = click.option("--online", default="sqlite", show_default=True,
-                             help="Online store: sqlite, or redis://HOST:PORT.")
+                             help="Online store: sqlite, redis://HOST:PORT, or milvus:PATH (vector search).")
 
 
 def _home(home: Path | None) -> Path:
@@ -274,6 +274,29 @@ def materialize(home: Path | None, online: str):
     home = _home(home)
     served = feast_ops.materialize(feast_ops.open_store(home, online), home)
     click.echo(f"materialize: {', '.join(f'{v} {n} rows' for v, n in served.items()) or 'nothing served'}")
+
+
+@main.command()
+@click.argument("product_id", required=False)
+@click.option("--family", default="unified", show_default=True, help="Which served embedding to search.")
+@click.option("-k", type=int, default=10, show_default=True)
+@click.option("--vector", default=None, help="A query vector instead of a product: comma-separated floats.")
+@click.option("--session", default=None, help="A session's products instead: comma-separated ids (excluded from the answer).")
+@HOME_OPTION
+def similar(product_id: str | None, family: str, k: int, vector: str | None, session: str | None, home: Path | None):
+    """The K products nearest to PRODUCT_ID (or a vector, or a session) in FAMILY's served snapshot."""
+    from prodvec.core.neighbours import similar as find_similar
+    from prodvec.core.snapshots import SnapshotError
+
+    try:
+        hits = find_similar(_home(home), family, product_id, k=k,
+                            vector=[float(v) for v in vector.split(",")] if vector else None,
+                            products=session.split(",") if session else None)
+    except (SnapshotError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"snapshot: {hits.snapshot}")
+    for rank, (pid, score) in enumerate(zip(hits.ids, hits.scores), 1):
+        click.echo(f"{rank:3d}  {pid}  {score:.4f}")
 
 
 @main.command(name="snapshots")

@@ -16,8 +16,8 @@ from prodvec.consumers.retrieval import (
     rank_metrics,
     self_information,
     session_pairs,
-    top_k_cosine,
 )
+from prodvec.core.neighbours import top_k_cosine
 
 CUTOFF = pd.Timestamp("2025-04-01", tz="UTC")
 
@@ -77,13 +77,6 @@ def test_random_vectors_find_the_target_about_k_over_n_of_the_time():
     targets = (seeds + rng.integers(1, n, queries)) % n
     recall, _ = rank_metrics(top_k_cosine(vectors[seeds], vectors, 10, exclude=seeds), targets, 10)
     assert recall.mean() == pytest.approx(10 / (n - 1), abs=0.006)
-
-
-def test_blocks_do_not_change_the_answer():
-    vectors = np.random.default_rng(2).standard_normal((300, 8))
-    seeds = np.arange(0, 300, 3)
-    whole = top_k_cosine(vectors[seeds], vectors, 20, exclude=seeds)
-    assert (top_k_cosine(vectors[seeds], vectors, 20, exclude=seeds, block_values=300 * 7) == whole).all()
 
 
 def test_the_popular_list_is_the_same_for_every_seed_but_never_holds_the_seed():

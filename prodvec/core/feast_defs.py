@@ -40,9 +40,11 @@ def default_home() -> Path:
     return Path(env) if env else Path(__file__).resolve().parent.parent / "workspace"
 
 
-def feature_view(family: str, version: int, dim: int, source_path: Path) -> FeatureView:
+def feature_view(family: str, version: int, dim: int, source_path: Path, spark: bool = False) -> FeatureView:
     name = view_name(family, version)
-    source = FileSource(
+    # The same served Parquet; Feast's Spark offline store reads only SparkSources.
+    source_class = _spark_source if spark else FileSource
+    source = source_class(
         name=f"{name}_source",
         path=str(source_path.resolve()),
         timestamp_field=C.EVENT_TIMESTAMP,
@@ -52,7 +54,10 @@ def feature_view(family: str, version: int, dim: int, source_path: Path) -> Feat
         name=name,
         entities=[product],
         ttl=EMBEDDING_TTL,
-        schema=[Field(name=C.EMBEDDING, dtype=Array(Float32), vector_length=dim)],
+        # Marked for vector search: a vector-capable online store (Milvus) indexes it for
+        # `retrieve_online_documents_v2`; SQLite and Redis store it as before.
+        schema=[Field(name=C.EMBEDDING, dtype=Array(Float32), vector_length=dim, vector_index=True,
+                      vector_search_metric="COSINE")],
         source=source,
         online=True,
         description=f"{family} product embedding, version {version} ({dim} floats); one row per product per snapshot",
@@ -60,13 +65,19 @@ def feature_view(family: str, version: int, dim: int, source_path: Path) -> Feat
     )
 
 
-def definitions(home: str | Path | None = None) -> dict[str, object]:
-    """Every Feast object for the served versions under `home`, keyed by name."""
+def _spark_source(**kwargs):
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+    return SparkSource(file_format="parquet", **kwargs)
+
+
+def definitions(home: str | Path | None = None, spark: bool = False) -> dict[str, object]:
+    """Every Feast object for the served versions under `home`, keyed by name (Spark sources if `spark`)."""
     store = SnapshotStore(home if home is not None else default_home())
     objects: dict[str, object] = {"product": product}
     latest: dict[str, FeatureView] = {}
     for family, version, dim in store.served_versions():
-        view = feature_view(family, version, dim, store.served_table(family, version))
+        view = feature_view(family, version, dim, store.served_table(family, version), spark)
         objects[view.name] = view
         latest[family] = view  # served_versions is sorted, so the last one wins
     if latest:

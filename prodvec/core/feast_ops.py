@@ -46,7 +46,9 @@ def quiet_feast() -> Iterator[None]:
 def open_store(home: str | Path, online: str = "sqlite"):
     """A FeatureStore whose registry and online store live under `home`/feast.
 
-    `online` is "sqlite" or a Redis connection string such as "redis://localhost:6379".
+    `online` is "sqlite", a Redis connection string such as "redis://localhost:6379",
+    or "milvus:PATH" (Milvus Lite in a local file: vector search through
+    `retrieve_online_documents_v2`, see `milvus_config`).
     """
     with quiet_feast():
         from feast import FeatureStore
@@ -61,12 +63,18 @@ def open_store(home: str | Path, online: str = "sqlite"):
         online_config = SqliteOnlineStoreConfig(path=str(feast_dir / "online_store.db"))
     elif online.startswith("redis://"):
         online_config = RedisOnlineStoreConfig(connection_string=online.removeprefix("redis://"))
+    elif online.startswith("milvus:"):
+        online_config = milvus_config(home, online.removeprefix("milvus:"))
     else:
-        raise ValueError(f"online store {online!r}: use 'sqlite' or 'redis://HOST:PORT'")
+        raise ValueError(f"online store {online!r}: use 'sqlite', 'redis://HOST:PORT' or 'milvus:PATH'")
     config = RepoConfig(
         project=PROJECT,
         provider="local",
-        registry=RegistryConfig(path=str(feast_dir / "registry.db"), cache_ttl_seconds=0),
+        # Atomic registry writes, and views keep serving while a new snapshot is materialized:
+        # without both, readers failed during materialization (prodvec.consumers.online_load).
+        registry=RegistryConfig(path=str(feast_dir / "registry.db"), cache_ttl_seconds=0,
+                                registry_store_type="prodvec.core.feast_registry.AtomicFileRegistryStore",
+                                serve_features_while_materializing=True),
         offline_store=DuckDBOfflineStoreConfig(),
         online_store=online_config,
         entity_key_serialization_version=3,
@@ -76,11 +84,28 @@ def open_store(home: str | Path, online: str = "sqlite"):
         return FeatureStore(config=config)
 
 
+def milvus_config(home: str | Path, path: str):
+    """Feast's Milvus online store on Milvus Lite (a local file, no server), cosine over a FLAT index.
+
+    Milvus gives every float-array feature one vector width (`embedding_dim`),
+    so the store holds the views of the commonest served dimension;
+    `materialize` skips the others and says so.
+    """
+    from collections import Counter
+
+    from feast.infra.online_stores.milvus_online_store.milvus import MilvusOnlineStoreConfig
+
+    dims = Counter(dim for _, _, dim in SnapshotStore(home).served_versions())
+    dim = min(dims, key=lambda d: (-dims[d], d)) if dims else 64
+    return MilvusOnlineStoreConfig(path=str(Path(path).resolve()), embedding_dim=dim, index_type="FLAT",
+                                   metric_type="COSINE", vector_enabled=True)
+
+
 def apply(fs, home: str | Path) -> list[str]:
     """Register the views of every served version; drop views that serve nothing now."""
     from feast import FeatureView
 
-    objects = definitions(home)
+    objects = definitions(home, spark=fs.config.offline_store.type == "spark")
     wanted = {name for name, obj in objects.items() if isinstance(obj, FeatureView)}
     with quiet_feast():
         stale = [fv for fv in fs.list_feature_views() if fv.name not in wanted and fv.name.startswith("product_")]
@@ -98,10 +123,13 @@ def materialize(fs, home: str | Path, end: pd.Timestamp | None = None, views: li
     """
     store = SnapshotStore(home)
     end = pd.Timestamp.now(tz="UTC") if end is None else pd.Timestamp(end)
-    served = {}
-    for family, version, _ in store.served_versions():
+    served, skipped = {}, []
+    for family, version, dim in store.served_versions():
         name = view_name(family, version)
         if views is not None and name not in views:
+            continue
+        if getattr(fs.config.online_store, "type", "") == "milvus" and dim != fs.config.online_store.embedding_dim:
+            skipped.append(f"{name} ({dim} floats)")
             continue
         cutoffs = [t for t in store.promoted(family, version)]
         start = pd.to_datetime(cutoffs[0], format="%Y%m%dT%H%M%SZ", utc=True) - pd.Timedelta(seconds=1)
@@ -109,6 +137,9 @@ def materialize(fs, home: str | Path, end: pd.Timestamp | None = None, views: li
         with contextlib.redirect_stdout(io.StringIO()), quiet_feast():
             fs.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime(), feature_views=[name])
         served[name] = store.get(f"{family}/v{version}/{cutoffs[-1]}").card()["rows"]
+    if skipped:
+        logging.getLogger(__name__).warning("Milvus holds %s-float vectors only; not materialized: %s",
+                                            fs.config.online_store.embedding_dim, ", ".join(skipped))
     return served
 
 

@@ -302,6 +302,8 @@ class SnapshotStore:
             raise SnapshotError(f"{ref.id} failed validation and is kept for inspection only: "
                                 f"{validation.get('summary', '')}")
         promoted = self.promoted(ref.family, ref.version)
+        from prodvec.core.neighbours import ensure_index  # its index exists before it is served (lazy: faiss)
+        ensure_index(self, ref)
         if ref.tag not in promoted:
             promoted = sorted(promoted + [ref.tag])
         self._set_served(ref.family, ref.version, promoted)
@@ -311,6 +313,9 @@ class SnapshotStore:
         promoted = self.promoted(family, version)
         if len(promoted) < 1:
             raise SnapshotError(f"{view_name(family, version)} serves nothing to roll back")
+        if len(promoted) > 1:  # the snapshot served again has its index (homes older than the indexes)
+            from prodvec.core.neighbours import ensure_index
+            ensure_index(self, self.get(f"{family}/v{version}/{promoted[-2]}"))
         self._set_served(family, version, promoted[:-1])
         return promoted[-1]
 

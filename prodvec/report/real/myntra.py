@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from prodvec.core import columns as C
+from prodvec.core.neighbours import top_k_cosine
 from prodvec.report.output import PLOTS, records
 from prodvec.report.real.common import (MYNTRA, DatasetOutcome, RealConfig, flags, fresh_home, import_sample,
                                         pipeline_lines, served_context)
@@ -73,15 +74,11 @@ def nearest(vectors: np.ndarray, queries: np.ndarray, k: int, candidates: np.nda
 
     `candidates` (a boolean mask over rows) limits where neighbours may come from.
     """
-    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    sims = unit[queries] @ unit.T
-    if candidates is not None:
-        sims[:, ~np.asarray(candidates, bool)] = -np.inf
-    sims[np.arange(len(queries)), queries] = -np.inf
-    k = min(k, vectors.shape[0] - 1)
-    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(top, order, axis=1)
+    pool = np.flatnonzero(np.ones(len(vectors), bool) if candidates is None else np.asarray(candidates, bool))
+    # The same neighbour search `prodvec similar` serves, over the candidate rows only.
+    exclude = pd.Series(np.arange(len(pool)), index=pool).reindex(queries).fillna(-1).to_numpy(np.int64)
+    top = top_k_cosine(vectors[queries], vectors[pool], min(k, vectors.shape[0] - 1), exclude=exclude)
+    return np.where(top >= 0, pool[np.maximum(top, 0)], -1)
 
 
 def neighbour_agreement(neighbours: np.ndarray, queries: np.ndarray, labels: pd.DataFrame) -> pd.Series:
