@@ -11,7 +11,10 @@ from prodvec.validation.gate import GateConfig, validate_embeddings
 
 
 def validate_snapshot(store: SnapshotStore, ref: SnapshotRef, shop: Shop, producer: Producer | None = None) -> dict:
-    """Run the Great Expectations gate on a written snapshot and record it in its model card."""
+    """Run the Great Expectations gate on a written snapshot and record it in its model card.
+
+    A served snapshot that fails is taken out of service (`withdrawn: True` in the returned verdict).
+    """
     producer = producer or make_producer(ref.family, ref.card().get("parameters"))
     known = shop.until(ref.cutoff)
     catalog = known.products[C.PRODUCT_ID].to_numpy()
@@ -25,4 +28,7 @@ def validate_snapshot(store: SnapshotStore, ref: SnapshotRef, shop: Shop, produc
     )
     validation = {**report.to_dict(), "success": report.success, "summary": report.summary()}
     store.update_card(ref, validation=validation)
+    # A served snapshot that fails now must stop being served (the previous passing one takes over).
+    if not report.success and store.withdraw(ref):
+        return {**validation, "withdrawn": True}
     return validation

@@ -84,6 +84,7 @@ def materialize(fs, home: str | Path, end: pd.Timestamp | None = None, views: li
     `materialize_incremental` would do. Returns rows served per view.
     """
     store = SnapshotStore(home)
+    store.reconcile_served()  # never load a snapshot whose verdict is no longer a pass
     end = pd.Timestamp.now(tz="UTC") if end is None else pd.Timestamp(end)
     served = {}
     for family, version, _ in store.served_versions():
@@ -92,9 +93,16 @@ def materialize(fs, home: str | Path, end: pd.Timestamp | None = None, views: li
             continue
         cutoffs = [t for t in store.promoted(family, version)]
         start = pd.to_datetime(cutoffs[0], format="%Y%m%dT%H%M%SZ", utc=True) - pd.Timedelta(seconds=1)
+        # Something stopped being served (rollback, failed re-validation): its newer rows would win.
+        # The flag is cleared only after the load, so a run killed in between resets again.
+        stale = store.online_stale(family, version)
+        if stale:
+            reset_online_view(fs, name)
         # Feast prints a banner per view; the caller reports one line instead.
         with contextlib.redirect_stdout(io.StringIO()):
             fs.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime(), feature_views=[name])
+        if stale:
+            store.mark_online_fresh(family, version)
         served[name] = store.get(f"{family}/v{version}/{cutoffs[-1]}").card()["rows"]
     return served
 
