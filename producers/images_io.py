@@ -104,6 +104,8 @@ def image_problem(path: Path) -> str | None:
         with Image.open(path) as opened:
             _check_size(opened.size)
             opened.load()
+    except Image.DecompressionBombError as error:  # PIL's own guard fires in open() beyond 179 MP
+        return f"ImageError: {error} (decompression-bomb guard)"
     except Exception as error:  # noqa: BLE001 - untrusted bytes: PIL raises many kinds (OSError, SyntaxError, bomb ...)
         return f"{type(error).__name__}: {error}"
     return None
@@ -172,4 +174,4 @@ def load_images(shop: Shop, side: int = 64, *, in_memory_bytes: int = 512 << 20,
         raise ImageError(f"{len(failures)} of {len(ids)} product images could not be read:\n  {shown}{more}")
     if tmp is not None:
         pixels.flush()
-    return ImageBank(ids[good], pixels[:written], tmp, failures)
+    return ImageBank(ids[good], pixels[:written], failures=failures, _tmp=tmp)

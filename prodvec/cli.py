@@ -29,7 +29,7 @@ ONLINE_OPTION = click.option("--online", default="sqlite", show_default=True,
 
 
 def _home(home: Path | None) -> Path:
-    from prodvec.core.feast_defs import default_home
+    from prodvec.core.snapshots import default_home
 
     return home if home is not None else default_home()
 

@@ -27,8 +27,8 @@ def validate_snapshot(store: SnapshotStore, ref: SnapshotRef, shop: Shop, produc
         seed=producer.config.seed,
     )
     validation = {**report.to_dict(), "success": report.success, "summary": report.summary()}
+    # A served snapshot that fails now stops being served (the previous passing one takes over),
+    # before the verdict is recorded: a kill in between leaves it unserved, never served and failed.
+    withdrawn = not report.success and store.withdraw(ref)
     store.update_card(ref, validation=validation)
-    # A served snapshot that fails now must stop being served (the previous passing one takes over).
-    if not report.success and store.withdraw(ref):
-        return {**validation, "withdrawn": True}
-    return validation
+    return {**validation, "withdrawn": True} if withdrawn else validation

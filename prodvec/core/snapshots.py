@@ -55,6 +55,16 @@ def _tmp_owner(name: str) -> int | None:
     return int(head) if head.isdigit() else None
 
 
+def default_home() -> Path:
+    """Where snapshots live: $PRODVEC_HOME, else ./workspace of the checkout.
+
+    Here rather than beside the Feast definitions so that commands that only
+    touch snapshots (promote, snapshots, validate) do not import Feast.
+    """
+    env = os.environ.get("PRODVEC_HOME")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "workspace"
+
+
 def cutoff_tag(cutoff: pd.Timestamp) -> str:
     return pd.Timestamp(cutoff).tz_convert("UTC").strftime("%Y%m%dT%H%M%SZ")
 
