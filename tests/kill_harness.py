@@ -260,6 +260,7 @@ def kill_rounds(scenarios: list[Scenario], work: Path, rounds: int, seed: int = 
     """`rounds` kills per scenario at random moments; every invariant broken is one entry in tally.problems."""
     rng = np.random.default_rng(seed)
     tally = Tally()
+    run_command(["--help"], work / "out.txt")  # start the forkserver (imports) outside every measured run
     for scenario in scenarios:
         home = work / f"home_{scenario.name}"
         reference = run_command(scenario.argv(_fresh(scenario.base, home)), work / "out.txt")
