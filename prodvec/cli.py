@@ -100,8 +100,10 @@ def _feast_errors(home: Path, online: str, command: str):
     try:
         yield
     except Exception as error:
+        from prodvec.core.feast_ops import OnlineLoadError
+
         module = type(error).__module__ or ""
-        if not (module.split(".")[0] in _FEAST_ERROR_MODULES or module.startswith("google.protobuf")):
+        if not (module.split(".")[0] in _FEAST_ERROR_MODULES or isinstance(error, OnlineLoadError)):
             raise
         registry = home / "feast" / "registry.db"
         if "protobuf" in module or "registry" in str(error).lower():

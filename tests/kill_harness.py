@@ -67,11 +67,17 @@ class Ran:
     seconds: float
 
 
+def start_command(argv: list[str], out: Path):
+    """Start `prodvec argv` in its own process (forked from the warm forkserver); returns the Process."""
+    process = _context().Process(target=_child, args=([str(a) for a in argv], str(out)))
+    process.start()
+    return process
+
+
 def run_command(argv: list[str], out: Path, kill_after: float | None = None) -> Ran:
     """Run `prodvec argv` in its own process; SIGKILL it after `kill_after` seconds if still running."""
-    process = _context().Process(target=_child, args=([str(a) for a in argv], str(out)))
     started = time.perf_counter()
-    process.start()
+    process = start_command(argv, out)
     process.join(kill_after)
     killed = False
     if process.is_alive():

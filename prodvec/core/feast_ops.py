@@ -101,10 +101,31 @@ def materialize(fs, home: str | Path, end: pd.Timestamp | None = None, views: li
         # Feast prints a banner per view; the caller reports one line instead.
         with contextlib.redirect_stdout(io.StringIO()):
             fs.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime(), feature_views=[name])
+        newest = store.get(f"{family}/v{version}/{cutoffs[-1]}")
+        check_loaded(fs, name, store.read(newest))
         if stale:
             store.mark_online_fresh(family, version)
-        served[name] = store.get(f"{family}/v{version}/{cutoffs[-1]}").card()["rows"]
+        served[name] = newest.card()["rows"]
     return served
+
+
+class OnlineLoadError(RuntimeError):
+    """The online store does not hold what was just loaded into it (it restarted or dropped keys)."""
+
+
+def check_loaded(fs, name: str, newest, sample: int = 256) -> None:
+    """Read back products spread over the newest snapshot: a Redis that restarted mid-load lost the
+    rows written before, and Feast's client reconnects silently, so the load alone looks successful."""
+    if len(newest) == 0:
+        return
+    rows = np.unique(np.linspace(0, len(newest) - 1, min(sample, len(newest))).astype(int))
+    got = fs.get_online_features(features=[f"{name}:{C.EMBEDDING}"],
+                                 entity_rows=[{C.PRODUCT_ID: p} for p in newest.ids[rows]]).to_dict()[C.EMBEDDING]
+    wrong = [str(newest.ids[r]) for r, v in zip(rows, got)
+             if v is None or not np.array_equal(np.asarray(v, np.float32), newest.vectors[r], equal_nan=True)]
+    if wrong:
+        raise OnlineLoadError(f"{name}: {len(wrong)} of {len(rows)} products read back after the load are missing "
+                              f"or differ online (e.g. {wrong[0]}): the online store lost data during the load")
 
 
 def reset_online_view(fs, name: str) -> None:
