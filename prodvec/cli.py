@@ -103,7 +103,7 @@ def _feast_errors(home: Path, online: str, command: str):
         from prodvec.core.feast_ops import OnlineLoadError
 
         module = type(error).__module__ or ""
-        if not (module.split(".")[0] in _FEAST_ERROR_MODULES or isinstance(error, OnlineLoadError)):
+        if not (module.startswith(_FEAST_ERROR_MODULES) or isinstance(error, OnlineLoadError)):
             raise
         registry = home / "feast" / "registry.db"
         if "protobuf" in module or "registry" in str(error).lower():

@@ -375,3 +375,13 @@ def test_undecodable_shop_files_name_file_column_and_row(tmp_path):
     (root / C.PRODUCTS_FILE).mkdir()
     out = one_line_error(invoke("check", "--shop", root))
     assert "products.parquet: is a directory" in out
+
+
+def test_a_truncated_feast_registry_is_one_line_for_materialize(tmp_path):
+    store = SnapshotStore(tmp_path)
+    store.promote(verdict(store, store.write("fam", 1, CUT1, table(4, 1.0), {})))
+    assert invoke("apply", "--home", tmp_path).exit_code == 0
+    registry = tmp_path / "feast" / "registry.db"
+    registry.write_bytes(registry.read_bytes()[:50])
+    out = one_line_error(invoke("materialize", "--home", tmp_path))
+    assert "registry.db" in out and "delete it and run `prodvec apply`" in out
