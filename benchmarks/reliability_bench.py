@@ -202,8 +202,10 @@ def main() -> None:
         print(message, flush=True)
 
     try:
-        rows = (kills(args.kills, work, log) + concurrency(args.other, work, log) + damaged(args.other * 2, work, log)
-                + online(args.online, work, log) + fuzz(args.fuzz, args.fuzz_train, work, log))
+        rows = ((kills(args.kills, work, log) if args.kills else [])
+                + (concurrency(args.other, work, log) + damaged(args.other * 2, work, log) if args.other else [])
+                + (online(args.online, work, log) if args.online else [])
+                + fuzz(args.fuzz, args.fuzz_train, work, log))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     table = pd.DataFrame(rows)

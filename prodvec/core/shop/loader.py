@@ -311,6 +311,8 @@ class _Table:
 
     def wrong_type(self, name: str, values: pd.Series, expected: str, hint: str = "",
                    bad: pd.Series | None = None) -> ContractError:
+        if len(values) == 0:  # an empty file whose column has the wrong type: no row to show
+            return ContractError(self.file, name, f"must be {expected}, got {values.dtype}{hint}")
         bad = values.notna() if bad is None else bad
         if not bad.any():  # an all-null column of the wrong type: show its first row
             bad = pd.Series(True, index=values.index)
