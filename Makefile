@@ -14,7 +14,7 @@ PRODUCTS ?= 4000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo demo-full report real-report test bench venv system-deps clean help
+.PHONY: demo demo-full report real-report test bench reliability venv system-deps clean help
 
 help:
 	@echo "make demo   - install, generate the default shop, run the whole pipeline, print the results"
@@ -22,7 +22,7 @@ help:
 	@echo "make report - rebuild reports/<shop>/report.{md,html} from what the last run served"
 	@echo "make real-report - the pipeline on the public samples in ../shared/data (reports/real/)"
 	@echo "make test   - install, then run the test suite"
-	@echo "make bench  - how cost grows with shop size (reports/bench.md)"
+	@echo "make bench  - how cost grows with shop size (reports/bench.md), then the fault table (reports/reliability.md)"
 	@echo "make clean  - remove generated data (workspace/, reports/)"
 
 $(STAMP): pyproject.toml
@@ -69,6 +69,11 @@ test: $(STAMP) system-deps
 # Timings live here, never in pass/fail tests: cost against shop size, as ratios.
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/reliability_bench.py
+
+# The fault table of RELIABILITY.md alone (kill -9, fuzzed shops, redis faults, locks, damaged homes).
+reliability: $(STAMP)
+	$(PY) benchmarks/reliability_bench.py
 
 clean:
 	rm -rf $(HOME_DIR) reports

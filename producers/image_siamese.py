@@ -225,6 +225,9 @@ class ImageSiamese(Producer):
         rng = seed_torch(cfg.seed)
         device = torch_device(cfg.device)
         bank = load_images(shop, cfg.side, progress=context.progress)
+        if bank.failures:
+            context.log(f"{self.name}: {len(bank.failures)} product image(s) could not be used and are treated as "
+                        f"missing, e.g. {bank.failures[0]}")
         try:
             if len(bank) < cfg.min_images:
                 raise InsufficientData(f"{len(bank)} products with a picture before the cutoff; need {cfg.min_images}")
@@ -252,7 +255,7 @@ class ImageSiamese(Producer):
             targets = F.normalize(torch.as_tensor(rows, device=device), dim=1)
             if anchored.any():
                 epochs = cfg.warm_epochs
-        self.card_extras_ = {"images": {"products": len(bank), "attributes": labels.attributes,
+        self.card_extras_ = {"images": {"products": len(bank), "unusable": len(bank.failures), "attributes": labels.attributes,
                                         "grouped": int((labels.group >= 0).sum()),
                                         "warm_started": int(anchored.sum()), "epochs": epochs}}
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ ONLINE_OPTION = click.option("--online", default="sqlite", show_default=True,
 
 
 def _home(home: Path | None) -> Path:
-    from prodvec.core.feast_defs import default_home
+    from prodvec.core.snapshots import default_home
 
     return home if home is not None else default_home()
 
@@ -66,6 +67,66 @@ class PipelineOrder(click.Group):
 
     def list_commands(self, ctx):
         return list(self.commands)
+
+    def invoke(self, ctx):
+        # A damaged home, a held lock or a broken shop is the user's to fix: one line, no traceback.
+        from prodvec.core.home_lock import HomeLocked
+        from prodvec.core.shop import ContractError
+        from prodvec.core.snapshots import SnapshotError
+
+        try:
+            return super().invoke(ctx)
+        except (SnapshotError, HomeLocked, ContractError) as error:
+            raise click.ClickException(str(error)) from None
+
+
+def _store(home: Path | None):
+    """The home's snapshot store, after finishing or undoing what a killed run left (said in one line each)."""
+    from prodvec.core.snapshots import SnapshotStore
+
+    store = SnapshotStore(_home(home))
+    for note in store.recover():
+        click.echo(f"recovered: {note}")
+    return store
+
+
+# Errors of the online store and registry, raised from inside Feast, redis-py or sqlite3.
+_FEAST_ERROR_MODULES = ("redis", "sqlite3", "feast", "google.protobuf", "duckdb")
+
+
+@contextlib.contextmanager
+def _feast_errors(home: Path, online: str, command: str):
+    """Turn a failure of the registry or the online store into one line saying what to do."""
+    try:
+        yield
+    except Exception as error:
+        from prodvec.core.feast_ops import OnlineLoadError
+
+        module = type(error).__module__ or ""
+        if not (module.startswith(_FEAST_ERROR_MODULES) or isinstance(error, OnlineLoadError)):
+            raise
+        registry = home / "feast" / "registry.db"
+        if "protobuf" in module or "registry" in str(error).lower():
+            hint = (f"the Feast registry {registry} looks damaged; it holds nothing that is not rebuilt from "
+                    f"the served snapshots: delete it and run `prodvec apply`, then `prodvec {command}` again")
+        else:
+            hint = f"check that the online store ({online}) is up, then run `prodvec {command}` again"
+        raise click.ClickException(f"{command}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+                                   f"; {hint}") from None
+
+
+def _refresh_online(store, home: Path, online: str, family: str, version: int) -> None:
+    """After what a view serves shrank: empty its online table, re-register, load what it serves now."""
+    from prodvec.core import feast_ops
+    from prodvec.core.snapshots import view_name
+
+    with _feast_errors(home, online, "materialize"):
+        fs = feast_ops.open_store(home, online)
+        name = view_name(family, version)
+        if name in {v.name for v in fs.list_feature_views()}:
+            feast_ops.reset_online_view(fs, name)
+        feast_ops.apply(fs, home)
+        feast_ops.materialize(fs, home, views=[name])
 
 
 @click.group(cls=PipelineOrder, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -138,10 +199,20 @@ def import_(format_name: str, source: Path, shop_dir: Path, overwrite: bool):
 @click.option("--drop-unknown", is_flag=True, help="Drop events/orders of unknown products instead of failing.")
 def check(shop_dir: Path, drop_unknown: bool):
     """Check a shop directory against the contract without training anything."""
+    from prodvec.producers.images_io import check_images
+
     shop = _load(shop_dir, drop_unknown)
+    checked, bad = check_images(shop)
     click.echo(f"check: {shop_dir} is valid: {len(shop.products)} products, side information "
                f"{', '.join(shop.side_info_columns) or 'none'}; events {0 if shop.events is None else len(shop.events)}, "
-               f"orders {0 if shop.orders is None else len(shop.orders)}")
+               f"orders {0 if shop.orders is None else len(shop.orders)}; images {checked - len(bad)} of {checked} usable")
+    if bad:
+        click.echo(f"check: warning: {len(bad)} of {checked} image files are unusable; those products are "
+                   "trained as having no image:")
+        for line in bad[:20]:
+            click.echo(f"  {line}")
+        if len(bad) > 20:
+            click.echo(f"  ... and {len(bad) - 20} more")
 
 
 @main.command()
@@ -158,16 +229,16 @@ def produce(family: str, shop_dir: Path, home: Path | None, cutoff, params, forc
     from prodvec.pipeline import promote_passed
     from prodvec.producers import PRODUCERS
     from prodvec.jobs import produce as run
-    from prodvec.core.snapshots import SnapshotError, SnapshotStore
+    from prodvec.core.snapshots import SnapshotError
 
     if family not in PRODUCERS:
         raise click.BadParameter(f"unknown family {family!r}; registered: {', '.join(PRODUCERS)}")
     shop = _load(shop_dir)
-    store = SnapshotStore(_home(home))
-    store.clean_temporary()
+    store = _store(home)
     try:
+        # An existing snapshot is kept (a re-run after a kill finishes the rest), unless --force.
         results = run(shop, family, _cutoffs(shop, cutoff), store, overrides=_parse_set(params), replace=force,
-                      log=click.echo)
+                      keep_existing=True, log=click.echo)
     except (SnapshotError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     if results and results[0].skipped:
@@ -192,15 +263,25 @@ def _snapshot(store, ident: str):
 @click.argument("snapshot")
 @SHOP_OPTION
 @HOME_OPTION
-def validate(snapshot: str, shop_dir: Path, home: Path | None):
-    """Re-run the validation gate on SNAPSHOT (an id, or a family for its newest)."""
-    from prodvec.validation.verdict import validate_snapshot
-    from prodvec.core.snapshots import SnapshotStore
+@ONLINE_OPTION
+def validate(snapshot: str, shop_dir: Path, home: Path | None, online: str):
+    """Re-run the validation gate on SNAPSHOT (an id, or a family for its newest).
 
-    store = SnapshotStore(_home(home))
+    A served snapshot that fails now is taken out of service: the previous
+    one that passed is served again, online too.
+    """
+    from prodvec.validation.verdict import validate_snapshot
+
+    store = _store(home)
     ref = _snapshot(store, snapshot)
     validation = validate_snapshot(store, ref, _load(shop_dir))
     click.echo(f"validate {ref.id}: {validation['summary']}")
+    if validation.get("withdrawn"):
+        now = store.promoted(ref.family, ref.version)
+        click.echo(f"validate: {ref.id} was served and failed: taken out of service; {ref.view} now serves "
+                   f"{now[-1] if now else 'nothing'}")
+        if (store.home / "feast" / "registry.db").exists():
+            _refresh_online(store, store.home, online, ref.family, ref.version)
     sys.exit(0 if validation["success"] else 3)
 
 
@@ -209,9 +290,9 @@ def validate(snapshot: str, shop_dir: Path, home: Path | None):
 @HOME_OPTION
 def promote(snapshot: str, home: Path | None):
     """Serve SNAPSHOT (an id, or a family for its newest); refused unless it passed validation."""
-    from prodvec.core.snapshots import SnapshotError, SnapshotStore
+    from prodvec.core.snapshots import SnapshotError
 
-    store = SnapshotStore(_home(home))
+    store = _store(home)
     ref = _snapshot(store, snapshot)
     try:
         store.promote(ref)
@@ -227,11 +308,10 @@ def promote(snapshot: str, home: Path | None):
 @ONLINE_OPTION
 def rollback(family: str, version: int | None, home: Path | None, online: str):
     """Stop serving FAMILY's newest snapshot; the previous one is served online again."""
-    from prodvec.core import feast_ops
-    from prodvec.core.snapshots import SnapshotError, SnapshotStore, view_name
+    from prodvec.core.snapshots import SnapshotError
 
     home = _home(home)
-    store = SnapshotStore(home)
+    store = _store(home)
     if version is None:
         served = [v for f, v, _ in store.served_versions() if f == family]
         if not served:
@@ -241,12 +321,7 @@ def rollback(family: str, version: int | None, home: Path | None, online: str):
         dropped = store.rollback(family, version)
     except SnapshotError as error:
         raise click.ClickException(str(error)) from None
-    fs = feast_ops.open_store(home, online)
-    name = view_name(family, version)
-    if name in {v.name for v in fs.list_feature_views()}:
-        feast_ops.reset_online_view(fs, name)
-    feast_ops.apply(fs, home)
-    feast_ops.materialize(fs, home, views=[name])
+    _refresh_online(store, home, online, family, version)
     now = store.promoted(family, version)
     click.echo(f"rollback: {family}/v{version}/{dropped} no longer served; now serving "
                f"{now[-1] if now else 'nothing'}")
@@ -259,8 +334,9 @@ def apply(home: Path | None, online: str):
     """Register one Feast feature view per served embedding version (like `feast apply`)."""
     from prodvec.core import feast_ops
 
-    home = _home(home)
-    views = feast_ops.apply(feast_ops.open_store(home, online), home)
+    home = _store(home).home
+    with _feast_errors(home, online, "apply"):
+        views = feast_ops.apply(feast_ops.open_store(home, online), home)
     click.echo(f"apply: {len(views)} feature views: {', '.join(views) or 'none (promote a snapshot first)'}")
 
 
@@ -271,8 +347,9 @@ def materialize(home: Path | None, online: str):
     """Load the newest served snapshot of every view into the online store."""
     from prodvec.core import feast_ops
 
-    home = _home(home)
-    served = feast_ops.materialize(feast_ops.open_store(home, online), home)
+    home = _store(home).home
+    with _feast_errors(home, online, "materialize"):
+        served = feast_ops.materialize(feast_ops.open_store(home, online), home)
     click.echo(f"materialize: {', '.join(f'{v} {n} rows' for v, n in served.items()) or 'nothing served'}")
 
 
@@ -303,15 +380,23 @@ def similar(product_id: str | None, family: str, k: int, vector: str | None, ses
 @HOME_OPTION
 def list_snapshots(home: Path | None):
     """List snapshots with their validation verdict and whether they are served."""
-    from prodvec.core.snapshots import SnapshotStore
+    from prodvec.core.snapshots import SnapshotError
 
-    store = SnapshotStore(_home(home))
+    store = _store(home)
+    damaged = []
     for family in store.families():
         for ref in store.snapshots(family):
-            card = ref.card()
+            try:
+                card = ref.card()
+            except SnapshotError as error:  # list the rest; say what is wrong with this one
+                damaged.append(str(error))
+                click.echo(f"{ref.id:45s} DAMAGED (model_card.json)")
+                continue
             served = "served" if ref.tag in store.promoted(family, ref.version) else "-"
             verdict = card.get("validation", {}).get("summary", "not validated")
             click.echo(f"{ref.id:45s} {card['rows']:>8d} rows  {served:6s}  {verdict}")
+    if damaged:
+        raise click.ClickException("\n".join(damaged))
 
 
 def _print_table(table) -> None:

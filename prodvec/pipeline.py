@@ -75,8 +75,15 @@ class PipelineResult:
 
 def promote_passed(store: SnapshotStore, runs: list[RunResult], log=print) -> None:
     for run in runs:
-        if run.ref is None or run.kept:  # a kept snapshot may have been rolled back on purpose
+        if run.ref is None:
             continue
+        if run.kept:
+            # A kept snapshot that was rolled back (or failed a re-validation) stays out; one that
+            # passed but never got promoted (the last run died before promoting) is promoted now.
+            ref = run.ref
+            if (ref.tag in store.promoted(ref.family, ref.version) or ref.tag in store.withdrawn(ref.family, ref.version)
+                    or not (run.validation and run.validation["success"])):
+                continue
         if run.validation and run.validation["success"]:
             store.promote(run.ref)
         else:
@@ -104,7 +111,8 @@ def run_pipeline(shop: Shop, home: Path, *, families=BACKBONE_FAMILIES, schedule
                  progress: bool = True, log=print) -> PipelineResult:
     started = time.perf_counter()
     store = SnapshotStore(home)
-    store.clean_temporary()
+    for note in store.recover():
+        log(note)
     result = PipelineResult()
     cutoffs = schedule.cutoffs(shop)
     log(f"cutoffs: {', '.join(str(c.date()) for c in cutoffs)}")

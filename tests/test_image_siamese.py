@@ -80,21 +80,23 @@ def test_loader_reads_jpeg_and_png_of_any_size_into_one_square_array(tmp_path):
     mapped.close()
 
 
-def test_loader_names_the_product_and_file_it_cannot_read(tmp_path):
+def test_unusable_images_degrade_to_no_image_and_are_named(tmp_path):
     good = Image.new("RGB", (16, 16), (10, 20, 30))
     shop = _shop(tmp_path, {"OK1": good, "GONE": good, "JUNK": good}, {"OK1": "png", "GONE": "png", "JUNK": "jpg"})
     (tmp_path / C.IMAGES_DIR / "GONE.png").unlink()
     (tmp_path / C.IMAGES_DIR / "JUNK.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(ImageError) as error:
-        load_images(shop, side=32, progress=False)
-    message = str(error.value)
-    assert "2 of 3 product images" in message
+    bank = load_images(shop, side=32, progress=False)
+    assert list(bank.ids) == ["OK1"] and bank.pixels.shape == (1, 32, 32, 3)
+    assert (bank.pixels[0] == (10, 20, 30)).all(), "the good picture is kept, aligned with its id"
+    message = "\n".join(bank.failures)
+    assert len(bank.failures) == 2
     assert "product GONE" in message and "GONE.png" in message
     assert "product JUNK" in message and "JUNK.jpg" in message
-    # The producer passes the same error on instead of failing somewhere inside torch.
-    with pytest.raises(ImageError, match="product GONE"):
-        make_producer("image_siamese", FAST).train(
-            shop, TrainContext(cutoff=pd.Timestamp("2025-01-01", tz="UTC"), progress=False))
+    # Only when nothing at all can be read is it an error, naming the files.
+    (tmp_path / C.IMAGES_DIR / "OK1.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(ImageError, match="3 of 3 product images") as error:
+        load_images(shop, side=32, progress=False)
+    assert "product GONE" in str(error.value)
 
 
 @pytest.mark.skipif(not (MYNTRA / "images").is_dir(), reason="the Myntra sample is not on this machine")

@@ -8,7 +8,6 @@ are that version's promoted snapshots, each stamped with its cutoff.
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueT
 from feast.types import Array, Float32
 
 from prodvec.core import columns as C
-from prodvec.core.snapshots import SnapshotStore, view_name
+from prodvec.core.snapshots import SnapshotStore, default_home, view_name  # noqa: F401 (default_home: re-exported)
 
 PROJECT = "prodvec"
 # A snapshot stays valid until a newer one supersedes it; the ttl only bounds
@@ -32,12 +31,6 @@ product = Entity(
     value_type=ValueType.STRING,
     description="A catalogue product (products.parquet product_id)",
 )
-
-
-def default_home() -> Path:
-    """Where snapshots live: $PRODVEC_HOME, else ./workspace of the checkout."""
-    env = os.environ.get("PRODVEC_HOME")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "workspace"
 
 
 def feature_view(family: str, version: int, dim: int, source_path: Path, spark: bool = False) -> FeatureView:

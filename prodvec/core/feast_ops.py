@@ -122,6 +122,7 @@ def materialize(fs, home: str | Path, end: pd.Timestamp | None = None, views: li
     `materialize_incremental` would do. Returns rows served per view.
     """
     store = SnapshotStore(home)
+    store.reconcile_served()  # never load a snapshot whose verdict is no longer a pass
     end = pd.Timestamp.now(tz="UTC") if end is None else pd.Timestamp(end)
     served, skipped = {}, []
     for family, version, dim in store.served_versions():
@@ -133,14 +134,43 @@ def materialize(fs, home: str | Path, end: pd.Timestamp | None = None, views: li
             continue
         cutoffs = [t for t in store.promoted(family, version)]
         start = pd.to_datetime(cutoffs[0], format="%Y%m%dT%H%M%SZ", utc=True) - pd.Timedelta(seconds=1)
+        # Something stopped being served (rollback, failed re-validation): its newer rows would win.
+        # The flag is cleared only after the load, so a run killed in between resets again.
+        stale = store.online_stale(family, version)
+        if stale:
+            reset_online_view(fs, name)
         # Feast prints a banner per view; the caller reports one line instead.
         with contextlib.redirect_stdout(io.StringIO()), quiet_feast():
             fs.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime(), feature_views=[name])
-        served[name] = store.get(f"{family}/v{version}/{cutoffs[-1]}").card()["rows"]
+        newest = store.get(f"{family}/v{version}/{cutoffs[-1]}")
+        if newest.cutoff <= end:  # a snapshot stamped after `end` is not loaded yet, by design
+            check_loaded(fs, name, store.read(newest))
+        if stale:
+            store.mark_online_fresh(family, version)
+        served[name] = newest.card()["rows"]
     if skipped:
         logging.getLogger(__name__).warning("Milvus holds %s-float vectors only; not materialized: %s",
                                             fs.config.online_store.embedding_dim, ", ".join(skipped))
     return served
+
+
+class OnlineLoadError(RuntimeError):
+    """The online store does not hold what was just loaded into it (it restarted or dropped keys)."""
+
+
+def check_loaded(fs, name: str, newest, sample: int = 256) -> None:
+    """Read back products spread over the newest snapshot: a Redis that restarted mid-load lost the
+    rows written before, and Feast's client reconnects silently, so the load alone looks successful."""
+    if len(newest) == 0:
+        return
+    rows = np.unique(np.linspace(0, len(newest) - 1, min(sample, len(newest))).astype(int))
+    got = fs.get_online_features(features=[f"{name}:{C.EMBEDDING}"],
+                                 entity_rows=[{C.PRODUCT_ID: p} for p in newest.ids[rows]]).to_dict()[C.EMBEDDING]
+    wrong = [str(newest.ids[r]) for r, v in zip(rows, got)
+             if v is None or not np.array_equal(np.asarray(v, np.float32), newest.vectors[r], equal_nan=True)]
+    if wrong:
+        raise OnlineLoadError(f"{name}: {len(wrong)} of {len(rows)} products read back after the load are missing "
+                              f"or differ online (e.g. {wrong[0]}): the online store lost data during the load")
 
 
 def reset_online_view(fs, name: str) -> None:

@@ -19,7 +19,7 @@ from prodvec.core import columns as C
 from prodvec.core.embeddings import Embeddings, InsufficientData
 from prodvec.core.producer import Producer, TrainContext
 from prodvec.core.shop.model import Shop
-from prodvec.core.snapshots import SnapshotRef, SnapshotStore
+from prodvec.core.snapshots import SnapshotError, SnapshotRef, SnapshotStore
 
 # (store, written snapshot, shop, producer) -> the verdict recorded in its model card.
 Validator = Callable[[SnapshotStore, SnapshotRef, Shop, Producer], dict]
@@ -81,25 +81,43 @@ def train_snapshots(shop: Shop, producer: Producer, cutoffs: list[pd.Timestamp],
                     progress: bool = True, log=print) -> list[RunResult]:
     """Train `producer` once per cutoff (oldest first) and write one snapshot each.
 
-    `validator` judges each written snapshot and records its verdict (the
-    validation stage's gate; the core does not know how a snapshot is judged).
+    `validator` judges each snapshot in its temporary directory, before it
+    becomes visible, and records its verdict (the validation stage's gate;
+    the core does not know how a snapshot is judged), so a run killed at any
+    point leaves no snapshot without a verdict.
     `keep_existing`: a cutoff that already has a snapshot of this version is
-    left as it is (a scheduled re-run trains only the new cutoffs); otherwise
-    writing it again is an error unless `replace`.
+    left as it is (a scheduled re-run trains only the new cutoffs; one left
+    without a verdict by an older run is validated now); otherwise it is an
+    error, raised before any training, unless `replace`.
+    The family's lock is held throughout: a second run of the same family
+    is refused with the holder's PID instead of training in parallel.
     """
     family = producer.name
     missing = shop.missing(producer.requires)
     if missing:
         reason = f"needs {', '.join(missing)}, which this shop does not have"
         return [RunResult(family, pd.Timestamp(c), skipped=reason) for c in cutoffs]
+    with store.lock(family):
+        return _train_locked(shop, producer, cutoffs, store, validator, replace, keep_existing, progress, log)
+
+
+def _train_locked(shop, producer, cutoffs, store, validator, replace, keep_existing, progress, log):
+    family = producer.name
     version = store.register_version(family, producer.schema())
     results = []
     existing = {r.cutoff: r for r in store.snapshots(family, version)}
     for cutoff in sorted(pd.Timestamp(c) for c in cutoffs):
-        if keep_existing and not replace and cutoff in existing:
+        if cutoff in existing and not replace:
             ref = existing[cutoff]
-            results.append(RunResult(family, cutoff, ref, validation=ref.card().get("validation"), kept=True))
-            log(f"{ref.id}: exists, kept")
+            if not keep_existing:
+                raise SnapshotError(f"snapshot {ref.id} exists; pass replace=True (--force) to retrain it")
+            validation = ref.card().get("validation")
+            if validation is None and validator is not None:
+                validation = validator(store, ref, shop, producer)
+                log(f"{ref.id}: exists, validated now: {validation['summary']}")
+            else:
+                log(f"{ref.id}: exists, kept")
+            results.append(RunResult(family, cutoff, ref, validation=validation, kept=True))
             continue
         view = shop.until(cutoff)
         # A refused snapshot is never served, so it is no reference for the next one either.
@@ -127,9 +145,11 @@ def train_snapshots(shop: Shop, producer: Producer, cutoffs: list[pd.Timestamp],
             "shop": str(shop.root),
             **producer.card_extras_,
         }
+        verdict = {}
+        check = None if validator is None else (lambda tmp_ref: verdict.update(validator(store, tmp_ref, shop, producer)))
         ref = store.write(family, version, cutoff, emb, card, replace=replace,
-                          artifacts=producer.artifacts_ or None)
-        validation = validator(store, ref, shop, producer) if validator is not None else None
+                          artifacts=producer.artifacts_ or None, check=check)
+        validation = verdict or None
         result = RunResult(family, cutoff, ref, seconds, validation=validation)
         log(result.line())
         results.append(result)

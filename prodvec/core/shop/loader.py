@@ -94,6 +94,12 @@ def _product_rules(t: _Table, root: Path) -> None:
         # One stat per distinct path: the file system has no vectorised exists().
         missing = [p for p in path.dropna().unique() if not (root / p).is_file()]
         t.fail_if(C.IMAGE_PATH, path.isin(missing), f"image file does not exist under {root}")
+        # A symlink (of the file or of a directory on its way) may lead anywhere: what is
+        # read must be inside the shop, whatever the name says.
+        inside = root.resolve()
+        escaping = [p for p in path.dropna().unique() if not (root / p).resolve().is_relative_to(inside)]
+        t.fail_if(C.IMAGE_PATH, path.isin(escaping),
+                  f"must stay inside the shop directory (it leads outside {inside} through a symlink)")
 
 
 def _event_rules(t: _Table) -> None:
@@ -148,6 +154,10 @@ def load_shop(
     if orders is not None:
         _order_rules(orders)
 
+    for table in (products, events, orders):
+        if table is not None:
+            _warn_future(table, log)
+
     # References last: every row, even one about to be dropped, obeys the rules above.
     known = products.df[C.PRODUCT_ID]
     return Shop(
@@ -158,15 +168,35 @@ def load_shop(
     )
 
 
+# Later than this is a typo or a wrong unit (ms read as s), not data: warned about with examples.
+FUTURE_SLACK = pd.Timedelta(days=1)
+
+
+def _warn_future(t: _Table, log: Callable[[str], None]) -> None:
+    """Timestamps after now are accepted (a listing may be scheduled) but said, with the first one."""
+    now = pd.Timestamp.now(tz="UTC")
+    for name in t.df.columns:
+        values = t.df[name]
+        if values.dtype == _UTC_NS:
+            future = (values > now + FUTURE_SLACK).to_numpy()
+            if future.any():
+                rule = (f"lies in the future (after {now:%Y-%m-%d}); such rows count as known only from "
+                        "that time on: check the unit and the year")
+                log(f"warning: {t.error(name, rule, future)}")
+
+
 def _read(root: Path, file: str, spec: tuple[Col, ...]) -> _Table | None:
     """The file's table with every column checked and normalised; None if there is no file."""
     path = root / file
     if not path.exists():
         return None
+    if path.is_dir():
+        raise ContractError(file, None, f"is a directory ({path}), not a parquet file; write the table to one "
+                                        f"file, e.g. df.to_parquet({str(path)!r})")
     try:
         df = pd.read_parquet(path)
     except (OSError, ValueError, pa.ArrowException) as exc:
-        raise ContractError(file, None, f"cannot be read as parquet ({exc})") from exc
+        raise _unreadable(path, file) or ContractError(file, None, f"cannot be read as parquet ({exc})") from exc
     index = df.index
     if not (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1 and index.name is None):
         # pandas stored a non-default index; in the file it is just more columns.
@@ -176,6 +206,44 @@ def _read(root: Path, file: str, spec: tuple[Col, ...]) -> _Table | None:
     for col in spec:
         table.check_column(col)
     return table
+
+
+def _unreadable(path: Path, file: str) -> ContractError | None:
+    """The column and row that stop a readable parquet file from loading (invalid UTF-8 in a string column)."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (OSError, ValueError, pa.ArrowException):
+        return None
+    for name in table.column_names:
+        column = table.column(name)
+        if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+            continue
+        try:
+            column.validate(full=True)
+            continue
+        except pa.ArrowInvalid:
+            pass
+        binary = pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary()
+        raw = pa.chunked_array([chunk.view(binary) for chunk in column.chunks], binary)
+        for row, value in enumerate(raw.to_pylist()):
+            try:
+                value is None or value.decode("utf-8")
+            except UnicodeDecodeError as error:
+                return ContractError(file, name, "must be valid UTF-8 text; re-export it with the right encoding "
+                                                 f"({error.reason} at byte {error.start})",
+                                     example={name: value.decode("utf-8", errors="replace")}, row=row,
+                                     count=sum(1 for v in raw.to_pylist() if v is not None and not _utf8(v)))
+    return None
+
+
+def _utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
 def _known_products(t: _Table, known: pd.Series, drop: bool, log: Callable[[str], None]) -> pd.DataFrame:
@@ -243,6 +311,8 @@ class _Table:
 
     def wrong_type(self, name: str, values: pd.Series, expected: str, hint: str = "",
                    bad: pd.Series | None = None) -> ContractError:
+        if len(values) == 0:  # an empty file whose column has the wrong type: no row to show
+            return ContractError(self.file, name, f"must be {expected}, got {values.dtype}{hint}")
         bad = values.notna() if bad is None else bad
         if not bad.any():  # an all-null column of the wrong type: show its first row
             bad = pd.Series(True, index=values.index)
