@@ -101,7 +101,7 @@ def results_table(store: SnapshotStore, returns: pd.DataFrame | None) -> pd.Data
 
 def run_pipeline(shop: Shop, home: Path, *, families=BACKBONE_FAMILIES, schedule: Schedule = Schedule(),
                  online: str = "sqlite", overrides: dict[str, dict] | None = None, replace: bool = False,
-                 progress: bool = True, log=print) -> PipelineResult:
+                 warm_start: bool = True, progress: bool = True, log=print) -> PipelineResult:
     started = time.perf_counter()
     store = SnapshotStore(home)
     store.clean_temporary()
@@ -110,7 +110,7 @@ def run_pipeline(shop: Shop, home: Path, *, families=BACKBONE_FAMILIES, schedule
     log(f"cutoffs: {', '.join(str(c.date()) for c in cutoffs)}")
     for family in families:
         runs = produce(shop, family, cutoffs, store, overrides=(overrides or {}).get(family), replace=replace,
-                       keep_existing=True, progress=progress, log=log)
+                       keep_existing=True, warm_start=warm_start, progress=progress, log=log)
         if runs and all(r.skipped for r in runs):
             log(runs[0].line())
             continue

@@ -31,7 +31,7 @@ from prodvec.validation.neighbours import top_k_cosine
 
 # Shared products the neighbourhood and classifier measures look at (seeded sample).
 MAX_ROWS = 20_000
-QUERIES = 2_000
+QUERIES = 1_000
 CLASSIFIER_ROWS = 4_000
 
 

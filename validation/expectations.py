@@ -29,13 +29,14 @@ own `severity` field: the same expectation twice, once with
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Dict, Optional, Tuple
+from typing import Any, ClassVar, Dict, Optional, Tuple, Union
 
 import numpy as np
 import pandas as pd
 
 from great_expectations.compatibility import pydantic
 from great_expectations.core.metric_domain_types import MetricDomainTypes
+from great_expectations.core.suite_parameters import SuiteParameterDict
 from great_expectations.core.types import Comparable
 from great_expectations.execution_engine import PandasExecutionEngine
 from great_expectations.expectations.expectation import ColumnAggregateExpectation
@@ -46,13 +47,18 @@ from prodvec.validation import drift as drift_measures
 from prodvec.validation.metrics import (
     COSINE_PAIRS,
     SVD_ROWS,
+    centred_energy,
     constant_coordinates,
+    duplicate_share,
     effective_rank,
     empty_blocks,
     mean_pairwise_cosine,
     singular_values,
 )
 from prodvec.validation.neighbours import label_consistency
+
+# A setting that may also be filled in at run time ({"$PARAMETER": name}).
+Setting = Union[int, float, str, SuiteParameterDict, None]
 
 # How many offending row labels (index values) a failed row-level check names.
 EXAMPLES = 5
@@ -205,6 +211,20 @@ class EmbeddingMeanCosine(_EmbeddingMetric):
         return {"mean_cosine": mean_pairwise_cosine(matrix, int(pairs), int(seed), rows=finite), "pairs": int(pairs)}
 
 
+class EmbeddingSpread(_EmbeddingMetric):
+    """Centred energy (0 when all rows are one vector) and the share of rows duplicating another row."""
+
+    metric_name = "column.embedding.spread"
+    value_keys = ()
+
+    @classmethod
+    def _measure(cls, table, column, **kwargs):
+        matrix, _ = embedding_matrix(table[column])
+        finite = matrix[np.isfinite(matrix).all(axis=1)] if len(matrix) else matrix
+        return {"centred_energy": centred_energy(finite) if len(finite) else None,
+                "duplicate_share": duplicate_share(finite) if len(finite) else 0.0}
+
+
 class EmbeddingCoverage(_EmbeddingMetric):
     """Share of rows (of the cohort rows, when `cohort_column` names a boolean column) that hold a vector."""
 
@@ -314,10 +334,10 @@ class ExpectColumnEmbeddingNormsToBeBetween(_EmbeddingExpectation):
 
 
 class _SpectrumExpectation(_EmbeddingExpectation):
-    max_rows: int = SVD_ROWS
-    seed: int = 0
+    max_rows: Setting = SVD_ROWS
+    seed: Setting = 0
     # Comma-separated widths of concatenated blocks (e.g. one per modality), to name empty ones.
-    block_widths: Optional[str] = None
+    block_widths: Setting = None
     metric_dependencies: ClassVar[Tuple[str, ...]] = ("column.embedding.spectrum",)
     success_keys: ClassVar[Tuple[str, ...]] = ("min_value", "max_value", "max_rows", "seed", "block_widths")
 
@@ -337,11 +357,32 @@ class ExpectColumnEmbeddingEffectiveRankShareToBeBetween(_SpectrumExpectation):
 class ExpectColumnEmbeddingMeanCosineToBeBetween(_EmbeddingExpectation):
     """Mean cosine of seeded random pairs of rows: near 1 when the vectors collapse onto one direction."""
 
-    pairs: int = COSINE_PAIRS
-    seed: int = 0
+    pairs: Setting = COSINE_PAIRS
+    seed: Setting = 0
     metric_dependencies: ClassVar[Tuple[str, ...]] = ("column.embedding.mean_cosine",)
     success_keys: ClassVar[Tuple[str, ...]] = ("min_value", "max_value", "pairs", "seed")
     observed_key: ClassVar[str] = "mean_cosine"
+
+
+class ExpectColumnEmbeddingRowCountToBeBetween(_EmbeddingExpectation):
+    """How many rows hold a vector (of the column's dimension)."""
+
+    metric_dependencies: ClassVar[Tuple[str, ...]] = ("column.embedding.shape",)
+    observed_key: ClassVar[str] = "rows"
+
+
+class ExpectColumnEmbeddingCentredEnergyToBeBetween(_EmbeddingExpectation):
+    """mean ||x - mean||^2 / mean ||x||^2: near 0 when every vector is one vector plus noise (collapse)."""
+
+    metric_dependencies: ClassVar[Tuple[str, ...]] = ("column.embedding.spread",)
+    observed_key: ClassVar[str] = "centred_energy"
+
+
+class ExpectColumnEmbeddingDuplicateShareToBeBetween(_EmbeddingExpectation):
+    """Share of rows whose vector equals another row's exactly."""
+
+    metric_dependencies: ClassVar[Tuple[str, ...]] = ("column.embedding.spread",)
+    observed_key: ClassVar[str] = "duplicate_share"
 
 
 class ExpectColumnEmbeddingCoverageToBeBetween(_EmbeddingExpectation):
@@ -357,9 +398,9 @@ class ExpectColumnEmbeddingLabelConsistencyToBeBetween(_EmbeddingExpectation):
     """Mean share of a row's k nearest neighbours (cosine) that carry its label in `label_column`."""
 
     label_column: str
-    k: int = 10
-    sample: int = 2000
-    seed: int = 0
+    k: Setting = 10
+    sample: Setting = 2000
+    seed: Setting = 0
     metric_dependencies: ClassVar[Tuple[str, ...]] = ("column.embedding.label_consistency",)
     success_keys: ClassVar[Tuple[str, ...]] = ("min_value", "max_value", "label_column", "k", "sample", "seed")
     observed_key: ClassVar[str] = "consistency"
@@ -367,10 +408,10 @@ class ExpectColumnEmbeddingLabelConsistencyToBeBetween(_EmbeddingExpectation):
 
 class _DriftExpectation(_EmbeddingExpectation):
     reference_column: str
-    k: int = 10
-    queries: int = drift_measures.QUERIES
-    max_rows: int = drift_measures.MAX_ROWS
-    seed: int = 0
+    k: Setting = 10
+    queries: Setting = drift_measures.QUERIES
+    max_rows: Setting = drift_measures.MAX_ROWS
+    seed: Setting = 0
     metric_dependencies: ClassVar[Tuple[str, ...]] = ("column.embedding.drift",)
     success_keys: ClassVar[Tuple[str, ...]] = ("min_value", "max_value", "reference_column", "k", "queries",
                                                "max_rows", "seed")

@@ -188,6 +188,13 @@ def _duplicate_share(vectors: np.ndarray, rows: np.ndarray, hashes: np.ndarray) 
     return float((counts[inverse] > 1).sum() / len(rows))
 
 
+def duplicate_share(vectors: np.ndarray) -> float:
+    """Share of rows whose vector equals another row's, bit for bit (on finite rows)."""
+    vectors = np.asarray(vectors)
+    sqnorm, _, hashes = _row_pass(vectors)
+    return _duplicate_share(vectors, np.flatnonzero(np.isfinite(sqnorm)), hashes)
+
+
 def centred_energy(vectors: np.ndarray) -> float:
     """mean ||x - mean||^2 / mean ||x||^2 over the rows: 0 when all rows are equal.
 

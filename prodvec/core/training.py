@@ -78,14 +78,16 @@ def _data_window(shop: Shop) -> dict:
 
 def train_snapshots(shop: Shop, producer: Producer, cutoffs: list[pd.Timestamp], store: SnapshotStore, *,
                     validator: Validator | None = None, replace: bool = False, keep_existing: bool = False,
-                    progress: bool = True, log=print) -> list[RunResult]:
+                    warm_start: bool = True, progress: bool = True, log=print) -> list[RunResult]:
     """Train `producer` once per cutoff (oldest first) and write one snapshot each.
 
     `validator` judges each written snapshot and records its verdict (the
     validation stage's gate; the core does not know how a snapshot is judged).
     `keep_existing`: a cutoff that already has a snapshot of this version is
     left as it is (a scheduled re-run trains only the new cutoffs); otherwise
-    writing it again is an error unless `replace`.
+    writing it again is an error unless `replace`. `warm_start=False` hides
+    the previous snapshot from the producer (it trains from scratch; the result
+    is still aligned to it): how much retrains drift without warm start.
     """
     family = producer.name
     missing = shop.missing(producer.requires)
@@ -106,7 +108,8 @@ def train_snapshots(shop: Shop, producer: Producer, cutoffs: list[pd.Timestamp],
         earlier = [r for r in store.snapshots(family, version)
                    if r.cutoff < cutoff and r.card().get("validation", {}).get("success", True)]
         previous = store.read(earlier[-1]) if earlier else None
-        context = TrainContext(cutoff=cutoff, store=store, previous=previous, progress=progress, log=log)
+        context = TrainContext(cutoff=cutoff, store=store, previous=previous if warm_start else None,
+                               progress=progress, log=log)
         started = time.perf_counter()
         try:
             emb = producer.train(view, context)
@@ -124,6 +127,7 @@ def train_snapshots(shop: Shop, producer: Producer, cutoffs: list[pd.Timestamp],
             "data_window": {**_data_window(view), "cutoff": str(cutoff)},
             "train_seconds": round(seconds, 2),
             "alignment": alignment,
+            "warm_start": bool(warm_start and previous is not None),
             "shop": str(shop.root),
             **producer.card_extras_,
         }
