@@ -21,6 +21,8 @@ from prodvec.core.training import RunResult
 from prodvec.jobs import produce
 from prodvec.core.shop.model import EVENTS, ORDERS, Shop
 from prodvec.core.snapshots import SnapshotStore, latest_views
+from prodvec.validation import shop_suite
+from prodvec.validation.verdict import docs_root
 
 BACKBONE_FAMILIES = ("text_dae", "clicks_bpr", "unified", "unified_concat")
 
@@ -108,6 +110,8 @@ def run_pipeline(shop: Shop, home: Path, *, families=BACKBONE_FAMILIES, schedule
     result = PipelineResult()
     cutoffs = schedule.cutoffs(shop)
     log(f"cutoffs: {', '.join(str(c.date()) for c in cutoffs)}")
+    checks, _ = shop_suite.validate_shop(shop, docs_root(home))
+    log(f"shop suite (Great Expectations): {shop_suite.summary(checks)}")
     for family in families:
         runs = produce(shop, family, cutoffs, store, overrides=(overrides or {}).get(family), replace=replace,
                        keep_existing=True, warm_start=warm_start, progress=progress, log=log)

@@ -156,3 +156,20 @@ def _shop_check(file: str, column: str, rule: str, outcome, table: pd.DataFrame)
         example = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in example.items()}
     message = str(ContractError(file, column, rule, example=example, row=row, count=count or None))
     return ShopCheck(file, column, rule, False, count, message)
+
+
+def validate_shop(shop, docs_root: Path | None = None) -> tuple[list[ShopCheck], str | None]:
+    """The shop suite on a loaded `Shop`'s tables (what the pipeline calls after the contract loader)."""
+    tables = {C.PRODUCTS_FILE: shop.products}
+    if shop.events is not None:
+        tables[C.EVENTS_FILE] = shop.events
+    if shop.orders is not None:
+        tables[C.ORDERS_FILE] = shop.orders
+    return validate_shop_tables(tables, docs_root, run_name=Path(shop.root).name or "shop")
+
+
+def summary(checks: list[ShopCheck]) -> str:
+    """One line: how many of the shop's expectations passed, and each failure in the loader's words."""
+    failed = [c for c in checks if not c.success]
+    head = f"{len(checks) - len(failed)}/{len(checks)} expectations passed"
+    return head if not failed else head + "; " + "; ".join(c.message for c in failed)
