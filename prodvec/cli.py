@@ -233,12 +233,13 @@ def _snapshot(store, ident: str):
 @click.option("--gate", "gate", multiple=True, help="Override a validation threshold, e.g. --gate max_classifier_auc=0.8.")
 def validate(snapshot: str, shop_dir: Path, home: Path | None, gate):
     """Re-run the validation gate on SNAPSHOT (an id, or a family for its newest)."""
-    from prodvec.validation.verdict import validate_snapshot
+    from prodvec.validation.verdict import refresh_data_docs, validate_snapshot
     from prodvec.core.snapshots import SnapshotStore
 
     store = SnapshotStore(_home(home))
     ref = _snapshot(store, snapshot)
     validation = validate_snapshot(store, ref, _load(shop_dir), settings=_gate_settings(gate))
+    refresh_data_docs(store.home)
     click.echo(f"validate {ref.id}: {validation['summary']}")
     if validation.get("data_docs"):
         click.echo(f"Data Docs: {validation['data_docs']}")

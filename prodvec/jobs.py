@@ -14,7 +14,7 @@ from prodvec.core.shop.model import Shop
 from prodvec.core.snapshots import SnapshotStore
 from prodvec.core.training import RunResult, train_snapshots
 from prodvec.producers import make_producer
-from prodvec.validation.verdict import validate_snapshot
+from prodvec.validation.verdict import refresh_data_docs, validate_snapshot
 
 
 def produce(shop: Shop, family: str, cutoffs: list[pd.Timestamp], store: SnapshotStore, *,
@@ -28,5 +28,8 @@ def produce(shop: Shop, family: str, cutoffs: list[pd.Timestamp], store: Snapsho
     """
     producer = make_producer(family, overrides)
     validator = partial(validate_snapshot, settings=gate) if validate else None
-    return train_snapshots(shop, producer, cutoffs, store, validator=validator, replace=replace,
-                           keep_existing=keep_existing, warm_start=warm_start, progress=progress, log=log)
+    results = train_snapshots(shop, producer, cutoffs, store, validator=validator, replace=replace,
+                              keep_existing=keep_existing, warm_start=warm_start, progress=progress, log=log)
+    if validate and any(r.validation and not r.kept for r in results):
+        refresh_data_docs(store.home)  # one index for the family's validations, not one per snapshot
+    return results

@@ -135,6 +135,8 @@ def validate_shop_tables(tables: dict[str, pd.DataFrame], docs_root: Path | None
                 checks.append(_shop_check(file, column, rule, outcomes[i], table))
             if docs_root:
                 pages.append(embedding_suite.build_docs_page(docs_root, name, result, f"prodvec_shop-{asset}"))
+    if docs_root:
+        embedding_suite.refresh_index(docs_root)
     return checks, (pages[0] if pages else None)
 
 

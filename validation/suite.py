@@ -279,10 +279,24 @@ def build_docs_page(docs_root: Path, suite: str, result, batch_identifier: str) 
         run_id=result.meta["run_id"],
         batch_identifier=batch_identifier,
     )
-    context.build_data_docs(resource_identifiers=[identifier])
+    # The page only: rebuilding the index re-renders it from every stored result
+    # (seconds); `refresh_index` does that once per command, not per snapshot.
+    context.build_data_docs(resource_identifiers=[identifier], build_index=False)
     urls = context.get_docs_sites_urls(resource_identifier=identifier)
     url = urls[0]["site_url"] if urls else None
     return url[len("file://"):] if url and url.startswith("file://") else url
+
+
+def refresh_index(docs_root: Path) -> Path:
+    """Rebuild the Data Docs index page (every stored run) without re-rendering any run's page."""
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+    with _lock:
+        context = _context(docs_root)
+        # GX renders every stored result when given no identifiers; one that matches nothing renders none.
+        context.build_data_docs(resource_identifiers=[ExpectationSuiteIdentifier(name="__index_only__")],
+                                build_index=True)
+    return docs_index(docs_root)
 
 
 def docs_index(docs_root: Path) -> Path:

@@ -38,6 +38,13 @@ def data_docs_index(home: Path) -> Path:
     return docs_index(docs_root(home))
 
 
+def refresh_data_docs(home: Path) -> Path:
+    """Rebuild the Data Docs index under a home (each validation writes only its own page); its path."""
+    from prodvec.validation.suite import refresh_index
+
+    return refresh_index(docs_root(home))
+
+
 def gate_settings(home: Path) -> dict[str, str]:
     """Threshold overrides saved under the home (`prodvec run --gate`), KEY / FAMILY.KEY / FAMILY.vN.KEY -> value."""
     path = docs_root(home) / SETTINGS_FILE
