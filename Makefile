@@ -14,13 +14,14 @@ PRODUCTS ?= 4000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo demo-full report real-report test bench reliability venv system-deps clean help
+.PHONY: demo demo-full report real-report drift-baseline test bench reliability venv system-deps clean help
 
 help:
 	@echo "make demo   - install, generate the default shop, run the whole pipeline, print the results"
 	@echo "make demo-full - the same with every producer and the fusions over all of them"
 	@echo "make report - rebuild reports/<shop>/report.{md,html} from what the last run served"
 	@echo "make real-report - the pipeline on the public samples in ../shared/data (reports/real/)"
+	@echo "make drift-baseline - retrain without warm start beside the demo, for the report's drift panel"
 	@echo "make test   - install, then run the test suite"
 	@echo "make bench  - how cost grows with shop size (reports/bench.md), then the fault table (reports/reliability.md)"
 	@echo "make clean  - remove generated data (workspace/, reports/)"
@@ -62,6 +63,12 @@ report: $(STAMP) $(SHOP)/products.parquet
 # into $(HOME_DIR)/real and writes reports/real/report.{md,html}; a data set that is absent is skipped.
 real-report: $(STAMP)
 	$(PRODVEC) real-report --data ../shared/data --out reports/real --work $(HOME_DIR)/real
+
+# The same families trained from scratch at every cutoff (no warm start), in a home the
+# report's drift panel reads (dashed lines); then the report again. After `make demo`.
+drift-baseline: $(STAMP) $(SHOP)/products.parquet
+	$(PRODVEC) run --shop $(SHOP) --home $(HOME_DIR)/validation/no_warm_start --no-warm-start --fresh --quiet --no-report
+	$(PRODVEC) report --shop $(SHOP) --home $(HOME_DIR)
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest

@@ -196,12 +196,29 @@ def import_(format_name: str, source: Path, shop_dir: Path, overwrite: bool):
 
 @main.command()
 @SHOP_OPTION
+@HOME_OPTION
 @click.option("--drop-unknown", is_flag=True, help="Drop events/orders of unknown products instead of failing.")
-def check(shop_dir: Path, drop_unknown: bool):
-    """Check a shop directory against the contract without training anything."""
-    from prodvec.producers.images_io import check_images
+def check(shop_dir: Path, home: Path | None, drop_unknown: bool):
+    """Check a shop directory against the contract without training anything.
 
-    shop = _load(shop_dir, drop_unknown)
+    The contract loader checks it first; the rules that are Great
+    Expectations expectations then run as a GX suite on its tables, with Data
+    Docs under HOME/validation (also for a shop the loader refuses).
+    """
+    from prodvec.core.shop import ContractError, load_shop
+    from prodvec.producers.images_io import check_images
+    from prodvec.validation import shop_suite
+    from prodvec.validation.verdict import data_docs_index, docs_root
+
+    home = _home(home)
+    try:
+        shop = load_shop(shop_dir, drop_unknown_products=drop_unknown, log=click.echo)
+    except ContractError as error:
+        checks, _ = shop_suite.validate_shop_tables(shop_suite.read_tables(shop_dir), docs_root(home),
+                                                   run_name=Path(shop_dir).name or "shop")
+        click.echo(f"check: GX shop suite: {shop_suite.summary(checks)}; Data Docs: {data_docs_index(home)}")
+        raise click.ClickException(str(error)) from None
+    checks, _ = shop_suite.validate_shop(shop, docs_root(home))
     checked, bad = check_images(shop)
     click.echo(f"check: {shop_dir} is valid: {len(shop.products)} products, side information "
                f"{', '.join(shop.side_info_columns) or 'none'}; events {0 if shop.events is None else len(shop.events)}, "
@@ -213,6 +230,9 @@ def check(shop_dir: Path, drop_unknown: bool):
             click.echo(f"  {line}")
         if len(bad) > 20:
             click.echo(f"  ... and {len(bad) - 20} more")
+    click.echo(f"check: GX shop suite: {shop_suite.summary(checks)}; Data Docs: {data_docs_index(home)}")
+    if not all(c.success for c in checks):
+        sys.exit(1)
 
 
 @main.command()
@@ -224,7 +244,11 @@ def check(shop_dir: Path, drop_unknown: bool):
 @click.option("--set", "params", multiple=True, help="Override a config field, e.g. --set epochs=5.")
 @click.option("--force", is_flag=True, help="Retrain a cutoff that already has an unserved snapshot.")
 @click.option("--promote", is_flag=True, help="Serve each snapshot that passes validation.")
-def produce(family: str, shop_dir: Path, home: Path | None, cutoff, params, force: bool, promote: bool):
+@click.option("--gate", "gate", multiple=True, help="Override a validation threshold for this run, e.g. "
+                                                   "--gate min_knn_overlap=0.2 (names: docs/validation.md).")
+@click.option("--no-warm-start", is_flag=True, help="Train every cutoff from scratch (to measure drift without it).")
+def produce(family: str, shop_dir: Path, home: Path | None, cutoff, params, force: bool, promote: bool, gate,
+            no_warm_start: bool):
     """Train FAMILY on SHOP, write a validated snapshot per cutoff."""
     from prodvec.pipeline import promote_passed
     from prodvec.producers import PRODUCERS
@@ -238,7 +262,7 @@ def produce(family: str, shop_dir: Path, home: Path | None, cutoff, params, forc
     try:
         # An existing snapshot is kept (a re-run after a kill finishes the rest), unless --force.
         results = run(shop, family, _cutoffs(shop, cutoff), store, overrides=_parse_set(params), replace=force,
-                      keep_existing=True, log=click.echo)
+                      keep_existing=True, gate=_gate_settings(gate), warm_start=not no_warm_start, log=click.echo)
     except (SnapshotError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     if results and results[0].skipped:
@@ -247,6 +271,19 @@ def produce(family: str, shop_dir: Path, home: Path | None, cutoff, params, forc
         promote_passed(store, results, click.echo)
     if any(r.validation and not r.validation["success"] for r in results):
         sys.exit(3)
+
+
+def _gate_settings(values: tuple[str, ...]) -> dict[str, str]:
+    """--gate KEY=VALUE / FAMILY.KEY=VALUE / FAMILY.vN.KEY=VALUE, checked against GateConfig's fields."""
+    from prodvec.validation.gate import GateConfig
+
+    settings = _parse_set(values)
+    try:
+        for key, value in settings.items():
+            GateConfig().replace(**{key.split(".")[-1]: value})
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--gate") from None
+    return settings
 
 
 def _snapshot(store, ident: str):
@@ -264,17 +301,19 @@ def _snapshot(store, ident: str):
 @SHOP_OPTION
 @HOME_OPTION
 @ONLINE_OPTION
-def validate(snapshot: str, shop_dir: Path, home: Path | None, online: str):
+@click.option("--gate", "gate", multiple=True, help="Override a validation threshold, e.g. --gate max_classifier_auc=0.8.")
+def validate(snapshot: str, shop_dir: Path, home: Path | None, online: str, gate):
     """Re-run the validation gate on SNAPSHOT (an id, or a family for its newest).
 
     A served snapshot that fails now is taken out of service: the previous
     one that passed is served again, online too.
     """
-    from prodvec.validation.verdict import validate_snapshot
+    from prodvec.validation.verdict import refresh_data_docs, validate_snapshot
 
     store = _store(home)
     ref = _snapshot(store, snapshot)
-    validation = validate_snapshot(store, ref, _load(shop_dir))
+    validation = validate_snapshot(store, ref, _load(shop_dir), settings=_gate_settings(gate))
+    refresh_data_docs(store.home)
     click.echo(f"validate {ref.id}: {validation['summary']}")
     if validation.get("withdrawn"):
         now = store.promoted(ref.family, ref.version)
@@ -282,6 +321,8 @@ def validate(snapshot: str, shop_dir: Path, home: Path | None, online: str):
                    f"{now[-1] if now else 'nothing'}")
         if (store.home / "feast" / "registry.db").exists():
             _refresh_online(store, store.home, online, ref.family, ref.version)
+    if validation.get("data_docs"):
+        click.echo(f"Data Docs: {validation['data_docs']}")
     sys.exit(0 if validation["success"] else 3)
 
 
@@ -395,6 +436,11 @@ def list_snapshots(home: Path | None):
             served = "served" if ref.tag in store.promoted(family, ref.version) else "-"
             verdict = card.get("validation", {}).get("summary", "not validated")
             click.echo(f"{ref.id:45s} {card['rows']:>8d} rows  {served:6s}  {verdict}")
+    from prodvec.validation.verdict import data_docs_index
+
+    index = data_docs_index(store.home)
+    if index.exists():
+        click.echo(f"Data Docs (every validation, with each check's observed value and threshold): {index}")
     if damaged:
         raise click.ClickException("\n".join(damaged))
 
@@ -508,8 +554,13 @@ def real_report(data: Path | None, out_dir: Path, work: Path):
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @REPORT_OPTION
 @click.option("--no-report", is_flag=True, help="Stop after the return model; skip the evaluation report.")
+@click.option("--gate", "gate", multiple=True,
+              help="Override a validation threshold for every snapshot under HOME (saved in HOME/validation/gate.json), "
+                   "e.g. --gate max_classifier_auc=0.8 or --gate clicks_bpr.v1.min_knn_overlap=0.05.")
+@click.option("--no-warm-start", is_flag=True, help="Train every cutoff from scratch (drift without warm start).")
 def run(shop_dir: Path, home: Path | None, online: str, families, every_days: int, first_days: int,
-        eval_days: int, params, fresh: bool, quiet: bool, report_dir: Path | None, no_report: bool):
+        eval_days: int, params, fresh: bool, quiet: bool, report_dir: Path | None, no_report: bool, gate,
+        no_warm_start: bool):
     """The whole pipeline on SHOP: produce, validate, promote, apply, materialize, report."""
     import shutil
 
@@ -518,8 +569,13 @@ def run(shop_dir: Path, home: Path | None, online: str, families, every_days: in
 
     home = _home(home)
     if fresh:
-        for stale in ("snapshots", "served", "feast"):
+        for stale in ("snapshots", "served", "feast", "validation/gx"):
             shutil.rmtree(home / stale, ignore_errors=True)
+    settings = _gate_settings(gate)
+    if settings:
+        from prodvec.validation.verdict import save_gate_settings
+
+        save_gate_settings(home, settings)
     shop = _load(shop_dir)
     overrides: dict[str, dict] = {}
     for key, value in _parse_set(params).items():
@@ -532,13 +588,16 @@ def run(shop_dir: Path, home: Path | None, online: str, families, every_days: in
             families = all_families()
         schedule = Schedule(first_days, every_days, eval_days)
         result = run_pipeline(shop, home, families=families or BACKBONE_FAMILIES, schedule=schedule, online=online,
-                              overrides=overrides, progress=not quiet, log=click.echo)
+                              overrides=overrides, warm_start=not no_warm_start, progress=not quiet, log=click.echo)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     click.echo("")
     _print_table(result.table)
     click.echo(f"\nrun: {result.seconds:.0f}s; snapshots in {home / 'snapshots'}; "
                f"Feast repo: feature_repo/ (registry {home / 'feast' / 'registry.db'})")
+    from prodvec.validation.verdict import data_docs_index
+
+    click.echo(f"Data Docs (Great Expectations: the shop and every snapshot's validation): {data_docs_index(home)}")
     if not no_report:
         _write_report(shop, home, online, schedule, report_dir)
 

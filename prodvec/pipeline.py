@@ -21,6 +21,8 @@ from prodvec.core.training import RunResult
 from prodvec.jobs import produce
 from prodvec.core.shop.model import EVENTS, ORDERS, Shop
 from prodvec.core.snapshots import SnapshotStore, latest_views
+from prodvec.validation import shop_suite
+from prodvec.validation.verdict import docs_root
 
 BACKBONE_FAMILIES = ("text_dae", "clicks_bpr", "unified", "unified_concat")
 
@@ -108,7 +110,7 @@ def results_table(store: SnapshotStore, returns: pd.DataFrame | None) -> pd.Data
 
 def run_pipeline(shop: Shop, home: Path, *, families=BACKBONE_FAMILIES, schedule: Schedule = Schedule(),
                  online: str = "sqlite", overrides: dict[str, dict] | None = None, replace: bool = False,
-                 progress: bool = True, log=print) -> PipelineResult:
+                 warm_start: bool = True, progress: bool = True, log=print) -> PipelineResult:
     started = time.perf_counter()
     store = SnapshotStore(home)
     for note in store.recover():
@@ -116,9 +118,11 @@ def run_pipeline(shop: Shop, home: Path, *, families=BACKBONE_FAMILIES, schedule
     result = PipelineResult()
     cutoffs = schedule.cutoffs(shop)
     log(f"cutoffs: {', '.join(str(c.date()) for c in cutoffs)}")
+    checks, _ = shop_suite.validate_shop(shop, docs_root(home))
+    log(f"shop suite (Great Expectations): {shop_suite.summary(checks)}")
     for family in families:
         runs = produce(shop, family, cutoffs, store, overrides=(overrides or {}).get(family), replace=replace,
-                       keep_existing=True, progress=progress, log=log)
+                       keep_existing=True, warm_start=warm_start, progress=progress, log=log)
         if runs and all(r.skipped for r in runs):
             log(runs[0].line())
             continue

@@ -96,7 +96,9 @@ def test_a_browser_shows_the_tables_and_every_picture(report):
             images = page.evaluate("Array.from(document.images).map(i => ({src: i.getAttribute('src'), "
                                    "ok: i.complete && i.naturalWidth > 100, h: i.getBoundingClientRect().height}))")
             srcs = {i["src"] for i in images}
-            assert {"plots/map.png", "plots/spectrum.png", "plots/returns.png"} <= srcs
+            assert {"plots/map.png", "plots/spectrum.png", "plots/returns.png", "plots/drift.png"} <= srcs
+            docs = page.locator("a", has_text="index.html").first  # the Data Docs link of the drift section
+            assert docs.count() == 1 and (report.html.parent / docs.get_attribute("href")).resolve().exists()
             assert all(i["ok"] and i["h"] > 50 for i in images), images
         finally:
             browser.close()

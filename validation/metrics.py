@@ -85,6 +85,45 @@ def isotropy(
     return float(sigma[-1] / sigma[0])
 
 
+def effective_rank(sigma: np.ndarray) -> float:
+    """Roy & Vetterli's effective rank: exp of the entropy of the normalised singular values.
+
+    Between 1 (one direction carries everything) and len(sigma) (a round
+    cloud). Unlike sigma_min / sigma_max it is not set by the single weakest
+    direction: one dead coordinate costs it one dimension, not everything.
+    NaN when there are no singular values, 0 when all are zero.
+    """
+    sigma = np.asarray(sigma, dtype=np.float64)
+    if len(sigma) == 0:
+        return float("nan")
+    total = sigma.sum()
+    if total <= 0:
+        return 0.0
+    p = sigma[sigma > 0] / total
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+def constant_coordinates(vectors: np.ndarray, *, max_rows: int = SVD_ROWS, seed: int = 0,
+                         rows: np.ndarray | None = None) -> int:
+    """How many coordinates do not vary over (a seeded sample of) the rows: dead dimensions or empty blocks."""
+    vectors = np.asarray(vectors)
+    sample = _sample(_candidates(vectors, rows), max_rows, np.random.default_rng(seed))
+    if len(sample) < 2:
+        return 0
+    spread = np.asarray(vectors[sample], dtype=np.float64).std(axis=0)
+    return int((spread <= 1e-9 * max(float(spread.max()), 1e-300)).sum())
+
+
+def empty_blocks(vectors: np.ndarray, widths: list[int], rows: np.ndarray | None = None) -> int:
+    """How many of the consecutive column blocks of `widths` are zero in every (given) row."""
+    vectors = np.asarray(vectors)
+    if sum(widths) != vectors.shape[1]:
+        return 0
+    x = vectors if rows is None else vectors[rows]
+    bounds = np.cumsum([0] + list(widths))
+    return int(sum(not np.any(x[:, lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])))
+
+
 def mean_pairwise_cosine(
     vectors: np.ndarray,
     n_pairs: int = COSINE_PAIRS,
@@ -147,6 +186,13 @@ def _duplicate_share(vectors: np.ndarray, rows: np.ndarray, hashes: np.ndarray) 
     keys = block.view(np.dtype((np.void, block.dtype.itemsize * block.shape[1]))).ravel()
     _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     return float((counts[inverse] > 1).sum() / len(rows))
+
+
+def duplicate_share(vectors: np.ndarray) -> float:
+    """Share of rows whose vector equals another row's, bit for bit (on finite rows)."""
+    vectors = np.asarray(vectors)
+    sqnorm, _, hashes = _row_pass(vectors)
+    return _duplicate_share(vectors, np.flatnonzero(np.isfinite(sqnorm)), hashes)
 
 
 def centred_energy(vectors: np.ndarray) -> float:

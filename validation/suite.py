@@ -1,10 +1,23 @@
 """The Great Expectations suite every snapshot is validated against.
 
-Two tables go through it: one row per product (id, dimension, finiteness,
-whether the id is in the catalogue, norm) and a one-row table of the
-whole-matrix metrics. Thresholds are `$PARAMETER`s filled in at run time, so
-one suite (and one ephemeral GE context, built on first use because GE takes
-seconds to import and set up) serves every producer and config in a process.
+One table goes through it: one row per product (the catalogue at the cutoff,
+plus any id the snapshot has that the catalogue lacks), indexed by product
+id, with the snapshot's vector in `embedding` (None where it has none). The
+embedding column is an object column of float32 arrays (views into the
+snapshot's matrix, so building it copies nothing): GX's built-ins break on
+such a column, so every check on it is one of this project's embedding
+expectations (`expectations.py`), which stack it back into a matrix once.
+Beside it: `in_catalogue` and `unknown` flags, `new` (listed since the
+previous snapshot's cutoff: the cold-start cohort), a `label` (the category)
+for neighbourhood consistency, and `reference`, the vector of the snapshot
+this one replaces, for the drift checks.
+
+Thresholds are `$PARAMETER`s filled in at run time, so one suite serves every
+family and config. Optional parts (cold start, labels, drift) exist only
+when there is something to compare, so the suite is built per combination of
+parts, once per process per context: creating a GX context takes seconds.
+With a `docs_root`, the context is file-backed there and every run stores
+its result and rebuilds that page of GX's Data Docs (HTML).
 """
 
 from __future__ import annotations
@@ -12,6 +25,8 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,129 +34,165 @@ import pandas as pd
 
 from prodvec.core.columns import PRODUCT_ID
 
-# -- per-row table ------------------------------------------------------------
-DIM = "dim"
-NONFINITE = "nonfinite"  # 1 when the row holds a NaN or an infinity
-UNKNOWN = "unknown"  # 1 when the id is not in the catalogue
-NORM = "norm"  # NaN for non-finite rows: those are counted by their own check
-ROW_COLUMNS = (PRODUCT_ID, DIM, NONFINITE, UNKNOWN, NORM)
+# -- the batch table ------------------------------------------------------------------------------------------
+EMBEDDING = "embedding"
+REFERENCE = "reference"
+LABEL = "label"
+IN_CATALOGUE = "in_catalogue"
+UNKNOWN = "unknown"  # 1 when the row has a vector but its id is not in the catalogue
+NEW = "new"  # listed since the previous snapshot's cutoff
 
-# -- one-row summary table ----------------------------------------------------
-SUMMARY_COLUMNS = ("coverage", "isotropy", "mean_pairwise_cosine", "centred_energy", "duplicate_share")
+SOURCE, ASSET = "prodvec_validation", "snapshot"
+CORE, COLD_START, LABELS, DRIFT = "core", "cold_start", "labels", "drift"
 
-# Check names in report order, and the run-time parameters they read.
-CHECKS = (
-    "rows",
-    "unique_ids",
-    "dimension",
-    "nonfinite_rows",
-    "unknown_ids",
-    "norm",
-    "coverage",
-    "isotropy",
-    "mean_pairwise_cosine",
-    "centred_energy",
-    "duplicate_share",
-)
-PARAMETERS = (
-    "min_rows",
-    "expected_dim",
-    "max_nonfinite_rows",
-    "max_unknown_ids",
-    "min_norm",
-    "max_norm",
-    "min_coverage",
-    "min_isotropy",
-    "max_mean_pairwise_cosine",
-    "min_centred_energy",
-    "max_duplicate_share",
-)
-# How many offending product ids a failed row check names.
-EXAMPLES = 5
+CRITICAL, WARNING = "critical", "warning"
 
-_lock = threading.Lock()
-_definitions: dict[str, Any] | None = None
+
+@dataclass(frozen=True)
+class Check:
+    """One expectation of the suite: its check name, part, severity, GX class name and keyword arguments."""
+
+    name: str
+    part: str
+    severity: str
+    expectation: str
+    kwargs: dict
+    # Which of the expectation's kwargs bounds the observed value (for messages): "min" or "max".
+    bound: str = "min"
 
 
 def _p(name: str) -> dict:
     return {"$PARAMETER": name}
 
 
-def _suites():
-    """(name, expectations) of both suites; each expectation's meta names its check."""
+# Report order. Warn levels are the same expectation again with GX's severity "warning".
+CHECK_SPECS = (
+    Check("rows", CORE, CRITICAL, "ExpectColumnEmbeddingRowCountToBeBetween", {"min_value": _p("min_rows")}),
+    Check("dimension", CORE, CRITICAL, "ExpectColumnEmbeddingDimensionToEqual", {"value": _p("expected_dim")},
+          bound="value"),
+    Check("nonfinite_rows", CORE, CRITICAL, "ExpectColumnEmbeddingValuesToBeFinite",
+          {"max_value": _p("max_nonfinite_rows")}, bound="max"),
+    Check("unknown_ids", CORE, CRITICAL, "ExpectColumnSumToBeBetween",
+          {"column": UNKNOWN, "max_value": _p("max_unknown_ids")}, bound="max"),
+    Check("norm", CORE, CRITICAL, "ExpectColumnEmbeddingNormsToBeBetween",
+          {"min_norm": _p("min_norm"), "max_norm": _p("max_norm"), "max_value": 0}, bound="max"),
+    Check("coverage", CORE, CRITICAL, "ExpectColumnEmbeddingCoverageToBeBetween",
+          {"cohort_column": IN_CATALOGUE, "min_value": _p("min_coverage")}),
+    Check("cold_start_coverage", COLD_START, CRITICAL, "ExpectColumnEmbeddingCoverageToBeBetween",
+          {"cohort_column": NEW, "min_value": _p("min_cold_start_coverage")}),
+    Check("isotropy", CORE, CRITICAL, "ExpectColumnEmbeddingIsotropyToBeBetween",
+          {"min_value": _p("min_isotropy"), "max_rows": _p("svd_rows"), "seed": _p("seed"),
+           "block_widths": _p("block_widths")}),
+    Check("effective_rank", CORE, WARNING, "ExpectColumnEmbeddingEffectiveRankShareToBeBetween",
+          {"min_value": _p("warn_effective_rank"), "max_rows": _p("svd_rows"), "seed": _p("seed"),
+           "block_widths": _p("block_widths")}),
+    Check("effective_rank", CORE, CRITICAL, "ExpectColumnEmbeddingEffectiveRankShareToBeBetween",
+          {"min_value": _p("min_effective_rank"), "max_rows": _p("svd_rows"), "seed": _p("seed"),
+           "block_widths": _p("block_widths")}),
+    Check("mean_pairwise_cosine", CORE, CRITICAL, "ExpectColumnEmbeddingMeanCosineToBeBetween",
+          {"max_value": _p("max_mean_pairwise_cosine"), "pairs": _p("cosine_pairs"), "seed": _p("seed")},
+          bound="max"),
+    Check("centred_energy", CORE, CRITICAL, "ExpectColumnEmbeddingCentredEnergyToBeBetween",
+          {"min_value": _p("min_centred_energy")}),
+    Check("duplicate_share", CORE, CRITICAL, "ExpectColumnEmbeddingDuplicateShareToBeBetween",
+          {"max_value": _p("max_duplicate_share")}, bound="max"),
+    Check("label_consistency", LABELS, WARNING, "ExpectColumnEmbeddingLabelConsistencyToBeBetween",
+          {"label_column": LABEL, "min_value": _p("warn_label_consistency"), "seed": _p("seed")}),
+    Check("displacement", DRIFT, WARNING, "ExpectColumnEmbeddingDisplacementToBeBetween",
+          {"reference_column": REFERENCE, "max_value": _p("warn_displacement"), "seed": _p("seed")}, bound="max"),
+    Check("displacement", DRIFT, CRITICAL, "ExpectColumnEmbeddingDisplacementToBeBetween",
+          {"reference_column": REFERENCE, "max_value": _p("max_displacement"), "seed": _p("seed")}, bound="max"),
+    Check("knn_overlap", DRIFT, WARNING, "ExpectColumnEmbeddingKnnOverlapToBeBetween",
+          {"reference_column": REFERENCE, "min_value": _p("warn_knn_overlap"), "seed": _p("seed")}),
+    Check("knn_overlap", DRIFT, CRITICAL, "ExpectColumnEmbeddingKnnOverlapToBeBetween",
+          {"reference_column": REFERENCE, "min_value": _p("min_knn_overlap"), "seed": _p("seed")}),
+    Check("classifier_auc", DRIFT, WARNING, "ExpectColumnEmbeddingClassifierAucToBeBetween",
+          {"reference_column": REFERENCE, "max_value": _p("warn_classifier_auc"), "seed": _p("seed")},
+          bound="max"),
+    Check("classifier_auc", DRIFT, CRITICAL, "ExpectColumnEmbeddingClassifierAucToBeBetween",
+          {"reference_column": REFERENCE, "max_value": _p("max_classifier_auc"), "seed": _p("seed")},
+          bound="max"),
+)
+CHECKS = tuple(dict.fromkeys(c.name for c in CHECK_SPECS))
+PARAMETERS = tuple(dict.fromkeys(v["$PARAMETER"] for c in CHECK_SPECS for v in c.kwargs.values()
+                                 if isinstance(v, dict)))
+
+_lock = threading.Lock()
+_contexts: dict[str, Any] = {}
+_definitions: dict[tuple[str, frozenset], Any] = {}
+_sources: dict[tuple[int, str], Any] = {}
+
+
+def suite_name(parts: frozenset) -> str:
+    return "_".join(["embedding_snapshot"] + [p for p in (COLD_START, LABELS, DRIFT) if p in parts])
+
+
+def _expectation(spec: Check):
     import great_expectations as gx
 
-    e = gx.expectations
+    from prodvec.validation import expectations as ev
 
-    def meta(check: str) -> dict:
-        return {"check": check}
-
-    rows = [
-        e.ExpectTableRowCountToBeBetween(min_value=_p("min_rows"), meta=meta("rows")),
-        e.ExpectColumnValuesToBeUnique(column=PRODUCT_ID, meta=meta("unique_ids")),
-        e.ExpectColumnValuesToBeBetween(
-            column=DIM, min_value=_p("expected_dim"), max_value=_p("expected_dim"), meta=meta("dimension")
-        ),
-        # Sums of 0/1 flags: the observed value is the count, compared with an exact limit.
-        e.ExpectColumnSumToBeBetween(
-            column=NONFINITE, max_value=_p("max_nonfinite_rows"), meta=meta("nonfinite_rows")
-        ),
-        e.ExpectColumnSumToBeBetween(column=UNKNOWN, max_value=_p("max_unknown_ids"), meta=meta("unknown_ids")),
-        e.ExpectColumnValuesToBeBetween(
-            column=NORM, min_value=_p("min_norm"), max_value=_p("max_norm"), meta=meta("norm")
-        ),
-    ]
-    # The summary table has one row, so a column's min (or max) is the metric
-    # itself. Min/Max rather than ValuesToBeBetween because GE skips a NaN as
-    # "missing" there and passes, while an undefined metric must fail.
-    summary = [
-        e.ExpectColumnMinToBeBetween(
-            column="coverage", min_value=_p("min_coverage"), max_value=1.0, meta=meta("coverage")
-        ),
-        e.ExpectColumnMinToBeBetween(column="isotropy", min_value=_p("min_isotropy"), meta=meta("isotropy")),
-        e.ExpectColumnMaxToBeBetween(
-            column="mean_pairwise_cosine",
-            max_value=_p("max_mean_pairwise_cosine"),
-            meta=meta("mean_pairwise_cosine"),
-        ),
-        e.ExpectColumnMinToBeBetween(
-            column="centred_energy", min_value=_p("min_centred_energy"), meta=meta("centred_energy")
-        ),
-        e.ExpectColumnMaxToBeBetween(
-            column="duplicate_share", max_value=_p("max_duplicate_share"), meta=meta("duplicate_share")
-        ),
-    ]
-    return {"rows": rows, "summary": summary}
+    cls = getattr(ev, spec.expectation, None) or getattr(gx.expectations, spec.expectation)
+    kwargs = dict(spec.kwargs)
+    kwargs.setdefault("column", EMBEDDING)
+    return cls(**kwargs, severity=spec.severity, meta={"check": spec.name, "severity": spec.severity})
 
 
 def _quiet() -> None:
-    # GE logs at INFO/WARNING about stores and data docs that an ephemeral
-    # context never uses; keep real errors.
+    # GE logs at INFO/WARNING about stores and data docs; keep real errors.
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
 
 
-def _validation_definitions() -> dict[str, Any]:
-    """The two validation definitions, built once per process in one ephemeral context."""
-    global _definitions
-    with _lock:
-        if _definitions is None:
-            import great_expectations as gx
+def _context(docs_root: Path | None):
+    """One GX context per process and root (ephemeral without a root): creating one takes seconds."""
+    import great_expectations as gx
 
-            _quiet()
+    key = str(Path(docs_root).resolve()) if docs_root else ""
+    if key not in _contexts:
+        _quiet()
+        if docs_root:
+            Path(docs_root).mkdir(parents=True, exist_ok=True)
+            context = gx.get_context(mode="file", project_root_dir=str(docs_root))
+        else:
             context = gx.get_context(mode="ephemeral")
-            # Otherwise every run draws "Calculating Metrics" tqdm bars on stderr.
-            context.variables.progress_bars = {"globally": False, "metric_calculations": False}
-            source = context.data_sources.add_pandas("prodvec_validation")
-            definitions = {}
-            for table, expectations in _suites().items():
-                batch = source.add_dataframe_asset(table).add_batch_definition_whole_dataframe("whole")
-                suite = gx.ExpectationSuite(name=f"embedding_{table}", expectations=expectations)
-                suite = context.suites.add(suite)
-                definitions[table] = context.validation_definitions.add(
-                    gx.ValidationDefinition(name=f"embedding_{table}", data=batch, suite=suite)
-                )
-            _definitions = definitions
-        return _definitions
+        # Otherwise every run draws "Calculating Metrics" tqdm bars on stderr.
+        context.variables.progress_bars = {"globally": False, "metric_calculations": False}
+        _contexts[key] = context
+    return _contexts[key]
+
+
+def _definition(docs_root: Path | None, parts: frozenset):
+    """The validation definition of the suite for `parts`, made (or replaced) once per process and root."""
+    import great_expectations as gx
+
+    key = (str(Path(docs_root).resolve()) if docs_root else "", parts)
+    if key not in _definitions:
+        context = _context(docs_root)
+        batch = whole_dataframe(context, SOURCE, ASSET)
+        name = suite_name(parts)
+        suite = context.suites.add_or_update(
+            gx.ExpectationSuite(name=name, expectations=[_expectation(c) for c in CHECK_SPECS if c.part in parts]))
+        _definitions[key] = context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=name, data=batch, suite=suite))
+    return _definitions[key]
+
+
+def whole_dataframe(context, source_name: str, asset_name: str):
+    """The batch definition "whole" of a pandas dataframe asset, made on first use (kept in a file context)."""
+    key = (id(context), source_name)
+    if key not in _sources:
+        # A data source read back from an earlier process's file context is
+        # not bound to this context (GX raises MissingDataContextError on
+        # its batches); dataframe sources hold nothing, so make it afresh.
+        try:
+            context.data_sources.delete(source_name)
+        except Exception:  # not there yet
+            pass
+        _sources[key] = context.data_sources.add_pandas(source_name)
+    source = _sources[key]
+    asset = next((a for a in source.assets if a.name == asset_name), None) or source.add_dataframe_asset(asset_name)
+    return next((b for b in asset.batch_definitions if b.name == "whole"), None) or \
+        asset.add_batch_definition_whole_dataframe("whole")
 
 
 def _plain(value):
@@ -153,80 +204,101 @@ def _plain(value):
     return value
 
 
-def _bound(declared, params: dict):
-    # From the suite's own declaration: GE hands substituted parameters back as
-    # floats, which would print an expected dimension of 64 as 64.0.
-    if isinstance(declared, dict) and "$PARAMETER" in declared:
-        return _plain(params[declared["$PARAMETER"]])
-    return _plain(declared)
-
-
-def _check(result, table: pd.DataFrame, declared: dict, params: dict) -> dict:
-    config = result.expectation_config
-    name = config.meta["check"]
+def _check(result, spec: Check, params: dict) -> dict:
     out = dict(result.result or {})
-    if "observed_value" in out:
-        observed = _plain(out["observed_value"])
-    else:
-        observed = int(out.get("unexpected_count", 0))
-    if name == "dimension":
-        # Every row has the matrix's width: report it rather than a row count.
-        observed = int(table[DIM].iloc[0]) if len(table) else None
-    examples: list[str] = []
-    if not result.success:
-        if out.get("partial_unexpected_index_list"):
-            examples = [str(row[PRODUCT_ID]) for row in out["partial_unexpected_index_list"]]
-        elif name in ("nonfinite_rows", "unknown_ids") and len(table):
-            flag = NONFINITE if name == "nonfinite_rows" else UNKNOWN
-            examples = table.loc[table[flag].astype(bool), PRODUCT_ID].head(EXAMPLES).astype(str).tolist()
-        examples = list(dict.fromkeys(examples))[:EXAMPLES]
-    error = None
-    if result.exception_info and result.exception_info.get("raised_exception"):
-        error = str(result.exception_info.get("exception_message"))
+    details = {k: _plain(v) for k, v in (out.get("details") or {}).items() if k != "examples"}
+    examples = list((out.get("details") or {}).get("examples") or [])
+    if spec.name == "unknown_ids" and out.get("partial_unexpected_index_list"):
+        examples = [str(v) for v in out["partial_unexpected_index_list"]]
+    bound = spec.kwargs.get({"min": "min_value", "max": "max_value", "value": "value"}[spec.bound])
+    limit = _plain(params[bound["$PARAMETER"]]) if isinstance(bound, dict) else _plain(bound)
     check = {
-        "name": name,
+        "name": spec.name,
+        "severity": spec.severity,
         "success": bool(result.success),
-        "observed": observed,
-        "expected": {
-            "min": _bound(declared.get("min_value"), params),
-            "max": _bound(declared.get("max_value"), params),
-        },
-        "expectation": config.type,
-        "examples": examples,
+        "observed": _plain(out.get("observed_value")),
+        "expected": {"min": limit if spec.bound in ("min", "value") else None,
+                     "max": limit if spec.bound in ("max", "value") else None},
+        "expectation": result.expectation_config.type,
+        "examples": examples[:5],
     }
-    if error:
-        check["error"] = error
+    if details:
+        check["details"] = details
+    if result.exception_info and result.exception_info.get("raised_exception"):
+        check["error"] = str(result.exception_info.get("exception_message"))
     return check
 
 
-def run_suite(rows: pd.DataFrame, summary: pd.DataFrame, params: dict[str, float]) -> list[dict]:
-    """Validate both tables with GE and return one check dict per expectation, in `CHECKS` order.
+def run_suite(table: pd.DataFrame, params: dict[str, Any], parts: frozenset = frozenset({CORE}), *,
+              docs_root: Path | None = None, run_name: str | None = None) -> tuple[list[dict], str | None]:
+    """Validate `table` (see module doc) with the suite for `parts`; (one check dict per expectation, docs page).
 
-    `rows` has `ROW_COLUMNS`, `summary` one row of `SUMMARY_COLUMNS`, `params`
-    every name in `PARAMETERS`. Each check: name, success, observed (the
-    metric, or for per-row checks the number of offending rows), expected
-    ({"min", "max"}), expectation (the GE type) and examples (offending ids).
+    Each check: name, severity, success, observed, expected ({"min", "max"}),
+    expectation (the GX type), examples (offending ids) and details (the
+    rest its metric measured). The docs page is the path of the run's Data
+    Docs HTML when `docs_root` is given, else None.
     """
-    missing = [p for p in PARAMETERS if p not in params]
+    parts = frozenset(parts) | {CORE}
+    specs = [c for c in CHECK_SPECS if c.part in parts]
+    needed = {v["$PARAMETER"] for c in specs for v in c.kwargs.values() if isinstance(v, dict)}
+    missing = sorted(needed - set(params))
     if missing:
         raise KeyError(f"validation suite: missing parameters {missing}")
-    definitions = _validation_definitions()
-    checks: dict[str, dict] = {}
-    # The index columns make GE name the offending product ids, not row numbers.
-    formats = {
-        "rows": {"result_format": "SUMMARY", "unexpected_index_column_names": [PRODUCT_ID]},
-        "summary": {"result_format": "SUMMARY"},
-    }
-    for table_name, table in (("rows", rows), ("summary", summary)):
-        result = definitions[table_name].run(
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    with _lock:
+        definition = _definition(docs_root, parts)
+        result = definition.run(
             batch_parameters={"dataframe": table},
-            expectation_parameters={k: _plain(v) for k, v in params.items()},
-            result_format=formats[table_name],
+            expectation_parameters={k: _plain(params[k]) for k in needed},
+            result_format={"result_format": "SUMMARY", "unexpected_index_column_names": [PRODUCT_ID]},
+            run_id=RunIdentifier(run_name=run_name) if run_name else None,
         )
-        suite_expectations = definitions[table_name].suite.expectations
-        declared = {e.meta["check"]: e.configuration.kwargs for e in suite_expectations}
-        for expectation_result in result.results:
-            name = expectation_result.expectation_config.meta["check"]
-            check = _check(expectation_result, table, declared[name], params)
-            checks[check["name"]] = check
-    return [checks[name] for name in CHECKS if name in checks]
+        page = _build_docs(docs_root, definition, result) if docs_root else None
+    by_key = {(r.expectation_config.meta["check"], r.expectation_config.meta["severity"]): r for r in result.results}
+    checks = [_check(by_key[(c.name, c.severity)], c, params) for c in specs if (c.name, c.severity) in by_key]
+    return checks, page
+
+
+def _build_docs(docs_root: Path, definition, result) -> str | None:
+    """Render this run's Data Docs page (and the index); the page's path."""
+    # GX names a whole-dataframe batch "<data source>-<asset>".
+    return build_docs_page(docs_root, definition.suite.name, result, f"{SOURCE}-{ASSET}")
+
+
+def build_docs_page(docs_root: Path, suite: str, result, batch_identifier: str) -> str | None:
+    """Render the Data Docs page of one stored validation result (and the index); the page's path."""
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    context = _context(docs_root)
+    identifier = ValidationResultIdentifier(
+        expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite),
+        run_id=result.meta["run_id"],
+        batch_identifier=batch_identifier,
+    )
+    # The page only: rebuilding the index re-renders it from every stored result
+    # (seconds); `refresh_index` does that once per command, not per snapshot.
+    context.build_data_docs(resource_identifiers=[identifier], build_index=False)
+    urls = context.get_docs_sites_urls(resource_identifier=identifier)
+    url = urls[0]["site_url"] if urls else None
+    return url[len("file://"):] if url and url.startswith("file://") else url
+
+
+def refresh_index(docs_root: Path) -> Path:
+    """Rebuild the Data Docs index page (every stored run) without re-rendering any run's page."""
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+    with _lock:
+        context = _context(docs_root)
+        # GX renders every stored result when given no identifiers; one that matches nothing renders none.
+        context.build_data_docs(resource_identifiers=[ExpectationSuiteIdentifier(name="__index_only__")],
+                                build_index=True)
+    return docs_index(docs_root)
+
+
+def docs_index(docs_root: Path) -> Path:
+    """Where GX's Data Docs site for `docs_root` starts (index.html)."""
+    return Path(docs_root) / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"

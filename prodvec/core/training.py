@@ -78,7 +78,7 @@ def _data_window(shop: Shop) -> dict:
 
 def train_snapshots(shop: Shop, producer: Producer, cutoffs: list[pd.Timestamp], store: SnapshotStore, *,
                     validator: Validator | None = None, replace: bool = False, keep_existing: bool = False,
-                    progress: bool = True, log=print) -> list[RunResult]:
+                    warm_start: bool = True, progress: bool = True, log=print) -> list[RunResult]:
     """Train `producer` once per cutoff (oldest first) and write one snapshot each.
 
     `validator` judges each snapshot in its temporary directory, before it
@@ -91,6 +91,9 @@ def train_snapshots(shop: Shop, producer: Producer, cutoffs: list[pd.Timestamp],
     error, raised before any training, unless `replace`.
     The family's lock is held throughout: a second run of the same family
     is refused with the holder's PID instead of training in parallel.
+    `warm_start=False` hides the previous snapshot from the producer (it
+    trains from scratch; the result is still aligned to it): how much retrains
+    drift without warm start.
     """
     family = producer.name
     missing = shop.missing(producer.requires)
@@ -124,7 +127,8 @@ def _train_locked(shop, producer, cutoffs, store, validator, replace, keep_exist
         earlier = [r for r in store.snapshots(family, version)
                    if r.cutoff < cutoff and r.card().get("validation", {}).get("success", True)]
         previous = store.read(earlier[-1]) if earlier else None
-        context = TrainContext(cutoff=cutoff, store=store, previous=previous, progress=progress, log=log)
+        context = TrainContext(cutoff=cutoff, store=store, previous=previous if warm_start else None,
+                               progress=progress, log=log)
         started = time.perf_counter()
         try:
             emb = producer.train(view, context)
@@ -142,6 +146,7 @@ def _train_locked(shop, producer, cutoffs, store, validator, replace, keep_exist
             "data_window": {**_data_window(view), "cutoff": str(cutoff)},
             "train_seconds": round(seconds, 2),
             "alignment": alignment,
+            "warm_start": bool(warm_start and previous is not None),
             "shop": str(shop.root),
             **producer.card_extras_,
         }

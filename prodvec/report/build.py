@@ -19,6 +19,7 @@ from prodvec.consumers.evaluation import EvalContext
 from prodvec.core.snapshots import latest_views
 from prodvec.pipeline import Schedule, results_table
 from prodvec.report import plots
+from prodvec.report.drift import drift_section
 from prodvec.report.output import records, staged, write_json, write_pages
 from prodvec.report.render import Section, best_flags, no_flags
 from prodvec.report.tasks import TaskOutcome, run_tasks
@@ -176,6 +177,7 @@ def _sections(ctx, store, home, outcomes, families, claims, staging: Path, map_f
             section.images.append((f"plots/{bars.name}", f"{result.title}: {result.headline} per family"))
         sections.append(section)
 
+    sections.append(drift_section(store, home, staging / "plots", staging))
     snapshots = results_table(store, None).set_index("family")
     sections.append(Section("Snapshots and data", notes=_meta(ctx, store, home, outcomes),
                             tables=[("Newest snapshot per family (validation metrics; train seconds averaged over "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -107,12 +108,17 @@ def html_table(table: pd.DataFrame, best: pd.DataFrame) -> str:
     return f'<table><thead><tr><th>{name}</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
+def _linked(text: str) -> str:
+    """Markdown links [text](href) in an escaped note as HTML anchors (the same note reads well in report.md)."""
+    return re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r'<a href="\2">\1</a>', text)
+
+
 def to_html(title: str, sections: list[Section]) -> str:
     body = [f"<h1>{html.escape(title)}</h1>"]
     for section in sections:
         body.append(f"<section><h2>{html.escape(section.title)}</h2>")
         if section.notes:
-            body.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in section.notes) + "</ul>")
+            body.append("<ul>" + "".join(f"<li>{_linked(html.escape(n))}</li>" for n in section.notes) + "</ul>")
         for caption, table, best in section.tables:
             if caption:
                 body.append(f'<div class="caption">{html.escape(caption)}</div>')
