@@ -32,10 +32,13 @@ def quiet_feast() -> None:
     logging.getLogger("feast").setLevel(logging.ERROR)
 
 
-def open_store(home: str | Path, online: str = "sqlite"):
+def open_store(home: str | Path, online: str = "sqlite", plugin: bool = True):
     """A FeatureStore whose registry and online store live under `home`/feast.
 
     `online` is "sqlite" or a Redis connection string such as "redis://localhost:6379".
+    `plugin=False` uses Feast's own batch engine and DuckDB offline store
+    instead of prodvec's (prodvec.core.feast_plugin), as `batch_engine: local`
+    and `offline_store: type: duckdb` do in feature_store.yaml.
     """
     from feast import FeatureStore
     from feast.infra.offline_stores.duckdb import DuckDBOfflineStoreConfig
@@ -52,11 +55,18 @@ def open_store(home: str | Path, online: str = "sqlite"):
         online_config = RedisOnlineStoreConfig(connection_string=online.removeprefix("redis://"))
     else:
         raise ValueError(f"online store {online!r}: use 'sqlite' or 'redis://HOST:PORT'")
+    if plugin:
+        from prodvec.core.feast_plugin.engine import ENGINE_TYPE
+        from prodvec.core.feast_plugin.offline_store import EmbeddingOfflineStoreConfig
+
+        plugin_settings = {"offline_store": EmbeddingOfflineStoreConfig(), "batch_engine": {"type": ENGINE_TYPE}}
+    else:
+        plugin_settings = {"offline_store": DuckDBOfflineStoreConfig(), "batch_engine": "local"}
     config = RepoConfig(
         project=PROJECT,
         provider="local",
         registry=RegistryConfig(path=str(feast_dir / "registry.db"), cache_ttl_seconds=0),
-        offline_store=DuckDBOfflineStoreConfig(),
+        **plugin_settings,
         online_store=online_config,
         entity_key_serialization_version=3,
         repo_path=str(REPO_DIR),
