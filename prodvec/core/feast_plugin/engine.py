@@ -183,6 +183,8 @@ class EmbeddingComputeEngine(ComputeEngine):
             job.rows_written += writer.write(keys, values, batch.column(rows.timestamp),
                                              batch.column(rows.created) if rows.created else None)
             job.batch_rows.append(batch.num_rows)
+        log.info("%s: %d rows written in %d batches by EmbeddingComputeEngine", view.name, job.rows_written,
+                 job.batches)
 
     def get_historical_features(self, registry, task):
         return self.fallback.get_historical_features(registry, task)
