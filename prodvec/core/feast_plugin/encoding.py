@@ -93,14 +93,19 @@ def assemble(head: np.ndarray, head_len: np.ndarray, body: np.ndarray, body_len:
     return out, offsets
 
 
-def split(buffer: np.ndarray, offsets: np.ndarray) -> list[memoryview]:
-    """The rows of an `assemble` result as zero-copy views (sqlite3 and redis-py take any bytes-like object)."""
-    view = memoryview(buffer)
+def split(buffer: np.ndarray, offsets: np.ndarray) -> list[bytes]:
+    """The rows of an `assemble` result as bytes objects, what the stores' clients take.
+
+    bytes, not memoryview slices: a memoryview is tracked by the cyclic garbage
+    collector, and 100k of them per batch set off full collections over
+    everything Feast has loaded (measured 20x slower than the copy).
+    """
+    data = buffer.tobytes()
     bounds = offsets.tolist()
-    return [view[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    return [data[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def float_list_values(column: pa.Array, where: str = "") -> list[memoryview]:
+def float_list_values(column: pa.Array, where: str = "") -> list[bytes]:
     """`ValueProto(float_list_val=...).SerializeToString()` of every row of a list<float> column.
 
     A null row becomes b"" (an empty ValueProto), as Feast writes it.

@@ -71,6 +71,9 @@ class AsofRetrievalJob(RetrievalJob):
 
     def _to_arrow_internal(self, timeout: Optional[int] = None) -> pyarrow.Table:
         con = duckdb.connect(config={"threads": self.threads, "memory_limit": self.memory_limit})
+        # DuckDB estimates a registered Arrow table at ~1 row and would then plan each ASOF as a
+        # nested-loop join (quadratic in the entity rows); 0 keeps its sort-merge ASOF operator.
+        con.execute("SET asof_loop_join_threshold = 0")
         try:
             con.register("entity_rows", self.entity)
             return con.execute(self.query).fetch_arrow_table()

@@ -51,9 +51,9 @@ def _naive_utc(ts: datetime) -> datetime:
 def latest_batches(rows: LatestRows, start: datetime, end: datetime, batch_size: int,
                    threads: int = 2, memory_limit: str = "1GB") -> Iterator[pa.RecordBatch]:
     """Yield the winning rows as record batches of at most `batch_size` rows."""
-    con = duckdb.connect(config={"threads": threads, "memory_limit": memory_limit,
-                                 # file order is not needed downstream; letting DuckDB drop it avoids buffering
-                                 "preserve_insertion_order": False})
+    # File order is kept (DuckDB's default): snapshots are written in catalogue order, so the online
+    # store's B-tree sees nearly sorted keys instead of random ones.
+    con = duckdb.connect(config={"threads": threads, "memory_limit": memory_limit})
     try:
         key, ts = _quote(rows.join_key), _quote(rows.timestamp)
         order = f"{ts} DESC" + (f", {_quote(rows.created)} DESC" if rows.created else "")
