@@ -340,6 +340,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="largest size Feast's own engine is asked to materialize (it needs ~10 GB per 1M rows)")
     parser.add_argument("--hist-rows", default="100000,1000000", help="entity rows for get_historical_features")
     parser.add_argument("--stage-timeout", type=float, default=1800, help="seconds before a stage is stopped")
+    parser.add_argument("--stages", default="materialize,historical,lookup", help="which parts to run")
 
 
 def run(args: argparse.Namespace, md_path: Path, json_path: Path, command: str) -> dict:
@@ -351,11 +352,14 @@ def run(args: argparse.Namespace, md_path: Path, json_path: Path, command: str) 
     log = lambda message: print(message, flush=True)  # noqa: E731
     try:
         results = {"command": command, "when": pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M UTC")}
+        stages = args.stages.split(",")
         results["materialize"] = bench_materialization(work, sizes, dims, stores, args.native_max,
-                                                       args.stage_timeout, log)
-        results["historical"] = bench_historical(work, 100_000, [int(r) for r in args.hist_rows.split(",")],
-                                                 args.stage_timeout, log)
-        results["lookup"] = bench_lookup(work, 100_000, stores, args.stage_timeout, log)
+                                                       args.stage_timeout, log) if "materialize" in stages else []
+        if "historical" in stages:
+            results["historical"] = bench_historical(work, 100_000, [int(r) for r in args.hist_rows.split(",")],
+                                                     args.stage_timeout, log)
+        if "lookup" in stages:
+            results["lookup"] = bench_lookup(work, 100_000, stores, args.stage_timeout, log)
     finally:
         if server is not None:
             server.terminate()
