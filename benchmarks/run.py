@@ -4,13 +4,14 @@ Every row is timed in this one command and reported as a ratio to the
 reference (the smallest size), so the numbers compare on any machine. Linear
 cost shows as a time ratio close to the size ratio.
 
-    .venv/bin/python benchmarks/run.py [--sizes 1000,4000,16000] [--out reports/bench.md]
+    .venv/bin/python benchmarks/run.py [--sizes 1000,4000,16000] [--out reports/bench.md] [--no-feast | --large]
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +25,8 @@ from prodvec.generator import GeneratorConfig, generate_shop
 from prodvec.core.shop.loader import load_shop
 from prodvec.core.snapshots import SnapshotStore
 from prodvec.validation import validate_embeddings
+
+import feast_bench  # benchmarks/ is on sys.path when this file runs as a script
 
 
 def timed(fn, *args, **kwargs):
@@ -55,6 +58,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,4000,16000", help="comma-separated n_products; the first is the reference")
     parser.add_argument("--out", type=Path, default=Path("reports/bench.md"))
     parser.add_argument("--no-serving", action="store_true", help="skip the 1M-vector index and Redis load runs")
+    parser.add_argument("--no-feast", action="store_true", help="skip the Feast plugin benchmark (feast_bench.py)")
+    feast_bench.add_arguments(parser)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(tempfile.mkdtemp(prefix="prodvec-bench-"))
@@ -80,6 +85,9 @@ def main() -> None:
     args.out.write_text("\n".join(lines))
     print("\n".join(lines))
     print(f"written to {args.out}")
+    if not args.no_feast:
+        # The plugin against Feast's engine and the bare stores: its own section of bench.md / bench.json.
+        feast_bench.run(args, args.out, args.out.with_suffix(".json"), "python benchmarks/run.py " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":

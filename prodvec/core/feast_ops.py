@@ -43,12 +43,15 @@ def quiet_feast() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def open_store(home: str | Path, online: str = "sqlite"):
+def open_store(home: str | Path, online: str = "sqlite", plugin: bool = True):
     """A FeatureStore whose registry and online store live under `home`/feast.
 
     `online` is "sqlite", a Redis connection string such as "redis://localhost:6379",
     or "milvus:PATH" (Milvus Lite in a local file: vector search through
     `retrieve_online_documents_v2`, see `milvus_config`).
+    `plugin=False` uses Feast's own batch engine and DuckDB offline store
+    instead of prodvec's (prodvec.core.feast_plugin), as `batch_engine: local`
+    and `offline_store: type: duckdb` do in feature_store.yaml.
     """
     with quiet_feast():
         from feast import FeatureStore
@@ -67,6 +70,13 @@ def open_store(home: str | Path, online: str = "sqlite"):
         online_config = milvus_config(home, online.removeprefix("milvus:"))
     else:
         raise ValueError(f"online store {online!r}: use 'sqlite', 'redis://HOST:PORT' or 'milvus:PATH'")
+    if plugin:
+        from prodvec.core.feast_plugin.engine import ENGINE_TYPE
+        from prodvec.core.feast_plugin.offline_store import EmbeddingOfflineStoreConfig
+
+        plugin_settings = {"offline_store": EmbeddingOfflineStoreConfig(), "batch_engine": {"type": ENGINE_TYPE}}
+    else:
+        plugin_settings = {"offline_store": DuckDBOfflineStoreConfig(), "batch_engine": "local"}
     config = RepoConfig(
         project=PROJECT,
         provider="local",
@@ -75,7 +85,7 @@ def open_store(home: str | Path, online: str = "sqlite"):
         registry=RegistryConfig(path=str(feast_dir / "registry.db"), cache_ttl_seconds=0,
                                 registry_store_type="prodvec.core.feast_registry.AtomicFileRegistryStore",
                                 serve_features_while_materializing=True),
-        offline_store=DuckDBOfflineStoreConfig(),
+        **plugin_settings,
         online_store=online_config,
         entity_key_serialization_version=3,
         repo_path=str(REPO_DIR),
