@@ -186,7 +186,7 @@ def test_a_snapshot_appears_only_with_its_verdict_and_a_rerun_finishes_the_work(
     store = SnapshotStore(tmp_path)
     cutoff = [small_shop.end]
 
-    def killed(*args):  # the process dies while the gate runs
+    def killed(*args, **kwargs):  # the process dies while the gate runs
         raise KeyboardInterrupt
 
     original = jobs.validate_snapshot

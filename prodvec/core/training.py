@@ -101,10 +101,11 @@ def train_snapshots(shop: Shop, producer: Producer, cutoffs: list[pd.Timestamp],
         reason = f"needs {', '.join(missing)}, which this shop does not have"
         return [RunResult(family, pd.Timestamp(c), skipped=reason) for c in cutoffs]
     with store.lock(family):
-        return _train_locked(shop, producer, cutoffs, store, validator, replace, keep_existing, progress, log)
+        return _train_locked(shop, producer, cutoffs, store, validator, replace, keep_existing, warm_start,
+                             progress, log)
 
 
-def _train_locked(shop, producer, cutoffs, store, validator, replace, keep_existing, progress, log):
+def _train_locked(shop, producer, cutoffs, store, validator, replace, keep_existing, warm_start, progress, log):
     family = producer.name
     version = store.register_version(family, producer.schema())
     results = []
