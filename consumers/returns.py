@@ -5,8 +5,13 @@ labels known at `eval_cutoff`; test rows are orders placed after the cutoff
 whose return window has closed. Every row gets each embedding as served at
 its own order time (Feast point-in-time). Each family is scored with the same
 scikit-learn model on baseline features (price, category, the user's earlier
-orders and returns) plus that family's embedding; the baseline alone is the
-no-embedding row.
+orders and returns, and the size-fit and return-rate features of
+`return_features.py`, all as known before the order) plus that family's
+product embedding and the user's profile in the same space (the
+`user_<family>_v<N>` Feast view: mean kept and returned products before the
+order); the baseline alone is the no-embedding row. Where the generator's
+truth lies beside the shop, the `oracle` row scores the true return
+probabilities of the same test lines: the ceiling any model could reach.
 """
 
 from __future__ import annotations
@@ -19,12 +24,18 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from prodvec.core import columns as C
-from prodvec.consumers.features import historical_embeddings, sums_before, user_history
+from prodvec.consumers.features import historical_embeddings, user_history
+from prodvec.consumers.return_features import return_features
+from prodvec.consumers.user_profiles import historical_profiles, home_of, profile_rows, write_profiles
+from prodvec.core import feast_ops
 from prodvec.core.embeddings import InsufficientData
 from prodvec.core.shop.model import Shop
+from prodvec.core.shop.truth import ORDERS_TRUTH_FILE, truth_dir
 
 BASELINE = "no_embedding"
 ORDER_ROW = "order_row"
+# The generator's true return probabilities on the same test lines: the ceiling a model could reach.
+ORACLE = "oracle"
 
 
 @dataclass(frozen=True)
@@ -70,27 +81,35 @@ def _model(seed: int):
                                           categorical_features="from_dtype", random_state=seed)
 
 
-def user_context(orders: pd.DataFrame, matrix: np.ndarray, found: np.ndarray) -> pd.DataFrame:
-    """Per order line: cosine of its product to the user's earlier purchases and earlier returns.
+def user_context(fs, orders: pd.DataFrame, view: str) -> pd.DataFrame:
+    """Per order line: how its product sits against the user's profile as it stood just before.
 
-    `matrix`/`found` are the embeddings of every line of `orders`, each as served
-    at its own order time. A purchase counts from its order time, a return
-    from its `returned_at`, and only strictly earlier ones; NaN where the user
-    has none (gradient boosting reads NaN as "unknown").
+    The profile (mean of the products the user kept, mean of those they sent
+    back, counts) comes from the `user_<family>_v<N>` Feast view through
+    `get_historical_features`, point-in-time; cosines are NaN where the user
+    has no such history (gradient boosting reads NaN as "unknown").
     """
-    unit = np.where(found[:, None], matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12), 0.0)
-    # Every line is both a query (its own time) and, once placed, part of the user's history.
-    bought = pd.DataFrame({C.USER_ID: orders[C.USER_ID].to_numpy(), "t": orders[C.ORDERED_AT].to_numpy()})
-    returned = orders[C.RETURNED].to_numpy(bool) & found
-    sent_back = pd.DataFrame({C.USER_ID: orders[C.USER_ID].to_numpy()[returned],
-                              "t": orders[C.RETURNED_AT].to_numpy()[returned]})
-    out = {}
-    for name, events, values in (("cos_user_bought", bought[found], unit[found]),
-                                 ("cos_user_returned", sent_back, unit[returned])):
-        total, count = sums_before(events, values, bought)
-        mean = total / np.maximum(np.linalg.norm(total, axis=1, keepdims=True), 1e-12)
-        out[name] = np.where((count > 0) & found, (unit * mean).sum(1), np.nan)
-    return pd.DataFrame(out, index=orders.index)
+    at = orders.rename(columns={C.ORDERED_AT: C.EVENT_TIMESTAMP})
+    profile = historical_profiles(fs, at, [view])[view]
+    product, found = historical_embeddings(fs, at, [view])[view]
+
+    def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+        return np.where((norms > 0) & found, (a * b).sum(1) / np.maximum(norms, 1e-12), np.nan)
+
+    kept, returned = profile["kept"], profile["returned"]
+    return pd.DataFrame({"cos_user_kept": cosine(product, kept), "cos_user_returned": cosine(product, returned),
+                         "cos_user_kept_minus_returned": cosine(product, kept - returned),
+                         "user_kept_before": profile["n_bought"] - profile["n_returned"]}, index=orders.index)
+
+
+def refresh_profiles(fs, home, orders: pd.DataFrame, views: list[str],
+                     embedded: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Rebuild the user-profile tables of `views` from every order line and register them with Feast."""
+    for view in views:
+        matrix, found = embedded[view]
+        write_profiles(home, view, profile_rows(orders, matrix, found), matrix.shape[1])
+    feast_ops.apply(fs, home)
 
 
 def _design(base: pd.DataFrame, matrix: np.ndarray | None, found: np.ndarray | None,
@@ -103,10 +122,29 @@ def _design(base: pd.DataFrame, matrix: np.ndarray | None, found: np.ndarray | N
     return pd.concat(parts, axis=1)
 
 
-def evaluate_returns(shop: Shop, fs, views: dict[str, str], task: ReturnTask) -> pd.DataFrame:
-    """One row per family (and the baseline): ROC-AUC and PR-AUC on later orders.
+def oracle_row(shop: Shop, test: pd.DataFrame) -> dict | None:
+    """The generator's true return probability of each test line, where the shop's truth lies beside it."""
+    path = truth_dir(shop.root) / ORDERS_TRUTH_FILE
+    if not path.exists():
+        return None
+    truth = pd.read_parquet(path, columns=[C.ORDER_ID, C.PRODUCT_ID, "return_probability"])
+    truth = truth.drop_duplicates([C.ORDER_ID, C.PRODUCT_ID]).set_index([C.ORDER_ID, C.PRODUCT_ID])
+    keys = pd.MultiIndex.from_frame(test[[C.ORDER_ID, C.PRODUCT_ID]].astype(str))
+    probability = truth["return_probability"].reindex(keys).to_numpy()
+    known = ~np.isnan(probability)
+    if known.mean() < 0.99:  # not this shop's truth (or a shop edited since)
+        return None
+    y = test[C.RETURNED].to_numpy(bool)[known]
+    return {"family": ORACLE, "view": "", "return_auc": roc_auc_score(y, probability[known]),
+            "return_pr_auc": average_precision_score(y, probability[known]),
+            "train_orders": 0, "test_orders": int(known.sum()), "test_rows_with_embedding": float("nan")}
 
-    `views` maps family -> Feast feature view to read.
+
+def evaluate_returns(shop: Shop, fs, views: dict[str, str], task: ReturnTask, home=None) -> pd.DataFrame:
+    """One row per family (and the baseline, and the oracle where truth exists): ROC-AUC and PR-AUC on later orders.
+
+    `views` maps family -> Feast feature view to read; `home` (default: the
+    store's own) is where the user-profile tables are written.
     """
     train, test = split_orders(shop, task)
     if train.empty or test.empty or train[C.RETURNED].nunique() < 2:
@@ -116,7 +154,10 @@ def evaluate_returns(shop: Shop, fs, views: dict[str, str], task: ReturnTask) ->
     orders = shop.orders
     embedded = historical_embeddings(fs, orders.rename(columns={C.ORDERED_AT: C.EVENT_TIMESTAMP}),
                                      list(views.values()))
-    base_train, base_test = baseline_frame(shop, train), baseline_frame(shop, test)
+    refresh_profiles(fs, home if home is not None else home_of(fs), orders, list(views.values()), embedded)
+    shop_side = return_features(orders, shop.products, np.r_[train[ORDER_ROW].to_numpy(), test[ORDER_ROW].to_numpy()])
+    base_train = pd.concat([baseline_frame(shop, train), shop_side.iloc[:len(train)].set_index(train.index)], axis=1)
+    base_test = pd.concat([baseline_frame(shop, test), shop_side.iloc[len(train):].set_index(test.index)], axis=1)
     y_train, y_test = train[C.RETURNED].to_numpy(bool), test[C.RETURNED].to_numpy(bool)
     at_train, at_test = orders.index.get_indexer(train[ORDER_ROW]), orders.index.get_indexer(test[ORDER_ROW])
     rows = []
@@ -126,7 +167,7 @@ def evaluate_returns(shop: Shop, fs, views: dict[str, str], task: ReturnTask) ->
             matrix, found = embedded[view]
             # The user's returns count in the context only once known at the train rows' time
             # (the `orders` labels are final ones; sums_before keeps to returned_at < order time).
-            context = user_context(orders, matrix, found)
+            context = user_context(fs, orders, view)
             x_train = _design(base_train, matrix[at_train], found[at_train], context.iloc[at_train])
             x_test = _design(base_test, matrix[at_test], found[at_test], context.iloc[at_test])
             f_test = found[at_test]
@@ -140,4 +181,5 @@ def evaluate_returns(shop: Shop, fs, views: dict[str, str], task: ReturnTask) ->
             "train_orders": len(train), "test_orders": len(test),
             "test_rows_with_embedding": float(f_test.mean()) if f_test is not None else float("nan"),
         })
-    return pd.DataFrame(rows)
+    oracle = oracle_row(shop, test)
+    return pd.DataFrame(rows + ([oracle] if oracle else []))
