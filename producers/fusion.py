@@ -52,55 +52,6 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return centred / np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-12)
 
 
-def coclick_auc(emb: Embeddings, events: pd.DataFrame, rng: np.random.Generator, n_pairs: int = 20000) -> float:
-    """How much more similar products clicked in one session are than random pairs (AUC)."""
-    clicks = events[events[C.EVENT_TYPE] != C.IMPRESSION][[C.SESSION_ID, C.PRODUCT_ID]].drop_duplicates()
-    _, found = emb.lookup(clicks[C.PRODUCT_ID])
-    clicks = clicks[found]
-    pairs = clicks.merge(clicks, on=C.SESSION_ID)
-    pairs = pairs[pairs[f"{C.PRODUCT_ID}_x"] < pairs[f"{C.PRODUCT_ID}_y"]]
-    if len(pairs) < 50:
-        return float("nan")
-    pairs = pairs.sample(min(n_pairs, len(pairs)), random_state=int(rng.integers(1 << 31)))
-    unit = normalise(emb.vectors)
-    index = pd.Index(emb.ids)
-    a, b = index.get_indexer(pairs[f"{C.PRODUCT_ID}_x"]), index.get_indexer(pairs[f"{C.PRODUCT_ID}_y"])
-    positive = (unit[a] * unit[b]).sum(1)
-    r1, r2 = rng.integers(0, len(unit), len(pairs)), rng.integers(0, len(unit), len(pairs))
-    negative = (unit[r1] * unit[r2]).sum(1)
-    ranks = pd.Series(np.concatenate([positive, negative])).rank().to_numpy()
-    n_pos = len(positive)
-    return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * len(negative)))
-
-
-def attribute_knn_accuracy(emb: Embeddings, shop: Shop, k: int, rng: np.random.Generator, sample: int = 2000) -> float:
-    """Mean over side-information columns of leave-one-out k-NN majority-vote accuracy."""
-    products = shop.products.set_index(C.PRODUCT_ID)
-    columns = shop.label_columns
-    # A hashed lookup: np.isin compares object strings pairwise (seconds per call on 6k products).
-    ids = emb.ids[pd.Index(emb.ids).isin(products.index)]
-    if not columns or len(ids) <= k:
-        return float("nan")
-    vectors, _ = emb.lookup(ids)
-    unit = normalise(vectors)
-    queries = rng.choice(len(ids), size=min(sample, len(ids)), replace=False)
-    sims = unit[queries] @ unit.T
-    sims[np.arange(len(queries)), queries] = -np.inf
-    neighbours = np.argpartition(-sims, k, axis=1)[:, :k]
-    scores = []
-    for column in columns:
-        codes, _ = pd.factorize(products.loc[ids, column])  # unknown -> -1, never a vote
-        truth = codes[queries]
-        known = truth >= 0
-        if not known.any():
-            continue
-        votes = np.zeros((len(queries), codes.max() + 2), dtype=np.int32)
-        np.add.at(votes, (np.repeat(np.arange(len(queries)), k), codes[neighbours].ravel() + 1), 1)
-        majority = votes[:, 1:].argmax(axis=1)
-        scores.append(float(np.mean(majority[known] == truth[known])))
-    return float(np.mean(scores)) if scores else float("nan")
-
-
 def frozen_blocks(producer: Producer, context: TrainContext, parts: dict[str, Embeddings]):
     """(earlier snapshot or None, modality order, dims): the layout a concatenating fusion keeps.
 
@@ -166,3 +117,100 @@ def impute_blocks(blocks: list[np.ndarray], found: list[np.ndarray], alpha: floa
         filled[~mask] = guess / np.maximum(np.linalg.norm(guess, axis=1, keepdims=True), 1e-12)
         out[i] = filled
     return out
+
+
+# -- choosing fusion weights on validation sessions no scored input saw ----------------------------------------
+
+def earlier_snapshots(store, families: list[str], cutoff: pd.Timestamp) -> tuple[pd.Timestamp, dict[str, Embeddings]] | None:
+    """(split, snapshot per family) at the newest earlier cutoff where every family has a validated snapshot.
+
+    Those snapshots never saw what happened after `split`, so sessions in
+    (split, cutoff] score them without favouring the one that trained on the
+    answer. None when there is no such cutoff (a shop's first snapshot).
+    """
+    splits = None
+    for family in families:
+        passed = {r.cutoff for r in store.snapshots(family)
+                  if r.cutoff < cutoff and r.card().get("validation", {}).get("success")}
+        splits = passed if splits is None else splits & passed
+    if not splits:
+        return None
+    split = max(splits)
+    chosen = {}
+    for family in families:
+        refs = [r for r in store.snapshots(family)
+                if r.cutoff == split and r.card().get("validation", {}).get("success")]
+        chosen[family] = store.read(max(refs, key=lambda r: r.version))
+    return split, chosen
+
+
+def validation_sessions(events: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """(session, product, clicked, purchased) of sessions in (start, end] with a purchase, two clicks, and a product not bought.
+
+    The same selection as the report's similarity task (consumers/similarity.py), on validation time.
+    """
+    held = events[(events[C.TS] > start) & (events[C.TS] <= end)]
+    flags = pd.DataFrame({C.SESSION_ID: held[C.SESSION_ID].to_numpy(), C.PRODUCT_ID: held[C.PRODUCT_ID].to_numpy(),
+                          "clicked": (held[C.EVENT_TYPE] == C.CLICK).to_numpy(),
+                          "purchased": (held[C.EVENT_TYPE] == C.PURCHASE).to_numpy()})
+    seen = flags.groupby([C.SESSION_ID, C.PRODUCT_ID], sort=False, observed=True).max().reset_index()
+    per = seen.groupby(C.SESSION_ID, observed=True).agg(b=("purchased", "sum"), c=("clicked", "sum"),
+                                                        n=("purchased", "size"))
+    usable = per[(per.b > 0) & (per.b < per.n) & (per.c >= 2)].index
+    return seen[seen[C.SESSION_ID].isin(usable)].reset_index(drop=True)
+
+
+def block_scores(blocks: list[np.ndarray], rows: np.ndarray, session: np.ndarray, clicked: np.ndarray) -> np.ndarray:
+    """(candidates, blocks): each candidate's mean cosine to the other clicked products of its session, per block."""
+    n_sessions = int(session.max()) + 1
+    counts = np.bincount(session, weights=clicked.astype(float), minlength=n_sessions)
+    others = counts[session] - clicked
+    out = np.zeros((len(rows), len(blocks)))
+    for m, block in enumerate(blocks):
+        unit = block[rows].astype(np.float64)
+        sums = np.zeros((n_sessions, unit.shape[1]))
+        np.add.at(sums, session, unit * clicked[:, None])
+        context = sums[session] - unit * clicked[:, None]
+        out[:, m] = np.where(others > 0, (unit * context).sum(1) / np.maximum(others, 1), 0.0)
+    return out
+
+
+def session_auc(score: np.ndarray, session: np.ndarray, positive: np.ndarray) -> float:
+    """Mean over sessions of the ROC-AUC of positives against the rest (ties averaged)."""
+    frame = pd.DataFrame({"s": session, "score": score, "pos": positive})
+    frame["rank"] = frame.groupby("s")["score"].rank(method="average")
+    n_pos = frame.groupby("s")["pos"].sum()
+    n_neg = frame.groupby("s")["pos"].size() - n_pos
+    rank_sum = frame[frame.pos].groupby("s")["rank"].sum().reindex(n_pos.index, fill_value=0.0)
+    return float(((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)).mean())
+
+
+def choose_weights(scores: np.ndarray, session: np.ndarray, positive: np.ndarray, passes: int,
+                   floor: float) -> tuple[np.ndarray, float, int]:
+    """Coordinate ascent on the simplex from equal weights: (weights, validation AUC, candidates tried).
+
+    The fused score is linear in the weights (Σ α_m cos_m), so each candidate
+    costs one ranking, not a new embedding.
+    """
+    m = scores.shape[1]
+    minimum = floor / m
+    weights = np.full(m, 1.0 / m)
+    best = session_auc(scores @ weights, session, positive)
+    tried = 1
+    for _ in range(passes):
+        improved = False
+        for i in range(m):
+            for factor in (0.0, 0.5, 2.0, 4.0):
+                trial = weights.copy()
+                trial[i] *= factor
+                # Mixed with the uniform floor: every weight at least `minimum`, the sum still 1.
+                trial = minimum + (1 - m * minimum) * trial / trial.sum()
+                value = session_auc(scores @ trial, session, positive)
+                tried += 1
+                if value > best + 1e-5:
+                    best, weights, improved = value, trial, True
+        if not improved:
+            break
+    return weights, best, tried
+
+

@@ -36,7 +36,8 @@ from prodvec.core import columns as C
 from prodvec.core.embeddings import Embeddings, InsufficientData
 from prodvec.core.producer import Producer, ProducerConfig, TrainContext
 from prodvec.core.shop.model import Shop
-from prodvec.producers.fusion import concatenate, modality_snapshots, own_previous_snapshot
+from prodvec.producers.fusion import (choose_weights, concatenate, block_scores, earlier_snapshots,
+                                      modality_snapshots, own_previous_snapshot, session_auc, validation_sessions)
 
 
 @dataclass(frozen=True)
@@ -50,76 +51,6 @@ class UnifiedBlendConfig(ProducerConfig):
     passes: int = 3
     # A modality keeps at least this share of its equal weight, so the basis still carries it for linear probes.
     floor: float = 0.1
-
-
-def validation_sessions(events: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-    """(session, product, clicked, purchased) of sessions in (start, end] with a purchase, two clicks, and a product not bought.
-
-    The same selection as the report's similarity task (consumers/similarity.py), on validation time.
-    """
-    held = events[(events[C.TS] > start) & (events[C.TS] <= end)]
-    flags = pd.DataFrame({C.SESSION_ID: held[C.SESSION_ID].to_numpy(), C.PRODUCT_ID: held[C.PRODUCT_ID].to_numpy(),
-                          "clicked": (held[C.EVENT_TYPE] == C.CLICK).to_numpy(),
-                          "purchased": (held[C.EVENT_TYPE] == C.PURCHASE).to_numpy()})
-    seen = flags.groupby([C.SESSION_ID, C.PRODUCT_ID], sort=False, observed=True).max().reset_index()
-    per = seen.groupby(C.SESSION_ID, observed=True).agg(b=("purchased", "sum"), c=("clicked", "sum"),
-                                                        n=("purchased", "size"))
-    usable = per[(per.b > 0) & (per.b < per.n) & (per.c >= 2)].index
-    return seen[seen[C.SESSION_ID].isin(usable)].reset_index(drop=True)
-
-
-def block_scores(blocks: list[np.ndarray], rows: np.ndarray, session: np.ndarray, clicked: np.ndarray) -> np.ndarray:
-    """(candidates, blocks): each candidate's mean cosine to the other clicked products of its session, per block."""
-    n_sessions = int(session.max()) + 1
-    counts = np.bincount(session, weights=clicked.astype(float), minlength=n_sessions)
-    others = counts[session] - clicked
-    out = np.zeros((len(rows), len(blocks)))
-    for m, block in enumerate(blocks):
-        unit = block[rows].astype(np.float64)
-        sums = np.zeros((n_sessions, unit.shape[1]))
-        np.add.at(sums, session, unit * clicked[:, None])
-        context = sums[session] - unit * clicked[:, None]
-        out[:, m] = np.where(others > 0, (unit * context).sum(1) / np.maximum(others, 1), 0.0)
-    return out
-
-
-def session_auc(score: np.ndarray, session: np.ndarray, positive: np.ndarray) -> float:
-    """Mean over sessions of the ROC-AUC of positives against the rest (ties averaged)."""
-    frame = pd.DataFrame({"s": session, "score": score, "pos": positive})
-    frame["rank"] = frame.groupby("s")["score"].rank(method="average")
-    n_pos = frame.groupby("s")["pos"].sum()
-    n_neg = frame.groupby("s")["pos"].size() - n_pos
-    rank_sum = frame[frame.pos].groupby("s")["rank"].sum().reindex(n_pos.index, fill_value=0.0)
-    return float(((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)).mean())
-
-
-def choose_weights(scores: np.ndarray, session: np.ndarray, positive: np.ndarray, passes: int,
-                   floor: float) -> tuple[np.ndarray, float, int]:
-    """Coordinate ascent on the simplex from equal weights: (weights, validation AUC, candidates tried).
-
-    The fused score is linear in the weights (Σ α_m cos_m), so each candidate
-    costs one ranking, not a new embedding.
-    """
-    m = scores.shape[1]
-    minimum = floor / m
-    weights = np.full(m, 1.0 / m)
-    best = session_auc(scores @ weights, session, positive)
-    tried = 1
-    for _ in range(passes):
-        improved = False
-        for i in range(m):
-            for factor in (0.0, 0.5, 2.0, 4.0):
-                trial = weights.copy()
-                trial[i] *= factor
-                trial = np.maximum(trial / trial.sum(), minimum)
-                trial /= trial.sum()
-                value = session_auc(scores @ trial, session, positive)
-                tried += 1
-                if value > best + 1e-5:
-                    best, weights, improved = value, trial, True
-        if not improved:
-            break
-    return weights, best, tried
 
 
 def block_basis(centred: np.ndarray, dims: list[int], weights: list[float], dim: int) -> np.ndarray:
@@ -185,21 +116,11 @@ class UnifiedBlend(Producer):
         if shop.events is None or shop.events.empty:
             return equal, {"objective": "equal weights: the shop has no sessions to validate on",
                            "frozen_because": "no sessions"}
-        # The newest earlier cutoff at which every modality had a validated snapshot: those snapshots never saw
-        # the sessions after it, so scoring them there cannot favour the one that trained on the answer.
-        earlier: dict[str, object] = {}
-        splits = None
-        for family in order:
-            passed = {r.cutoff for r in store.snapshots(family)
-                      if r.cutoff < context.cutoff and r.card().get("validation", {}).get("success")}
-            splits = passed if splits is None else splits & passed
-        if not splits:
+        found = earlier_snapshots(store, order, context.cutoff)
+        if found is None:
             return equal, {"objective": "equal weights, provisional: no earlier snapshot of every modality yet "
                                         "to validate on without leaking"}
-        split = max(splits)
-        for family in order:
-            refs = [r for r in store.snapshots(family) if r.cutoff == split and r.card().get("validation", {}).get("success")]
-            earlier[family] = store.read(max(refs, key=lambda r: r.version))
+        split, earlier = found
         rows = validation_sessions(shop.events, split, context.cutoff)
         if rows.empty:
             return equal, {"objective": f"equal weights, provisional: no validation session after {split}"}
