@@ -68,9 +68,10 @@ def frozen_blocks(producer: Producer, context: TrainContext, parts: dict[str, Em
 
 
 def concatenate(ids: np.ndarray, parts: dict[str, Embeddings], order: list[str],
-                dims: dict[str, int], impute: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """[γ^1; …; γ^M] per product, each block centred with unit rows; a block a product lacks is zero
-    (or, with `impute`, predicted from the blocks every product has: see `impute_blocks`).
+                dims: dict[str, int], impute: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """[γ^1; …; γ^M] per product, each block centred with unit rows; a block a product lacks is zero,
+    unless the block covers fewer than `impute` of the products: then its gaps are predicted from the
+    blocks every product has (see `impute_blocks`).
 
     Returns the matrix and how many modalities each product has.
     """
@@ -83,8 +84,10 @@ def concatenate(ids: np.ndarray, parts: dict[str, Embeddings], order: list[str],
             rows, found = np.zeros((len(ids), dims[family]), dtype=np.float32), np.zeros(len(ids), bool)
         blocks.append(rows)
         masks.append(found)
-    if impute:
-        blocks = impute_blocks(blocks, masks)
+    if impute > 0:
+        sparse = [m for m, mask in enumerate(masks) if mask.mean() < impute]
+        filled = impute_blocks(blocks, masks)
+        blocks = [filled[m] if m in sparse else block for m, block in enumerate(blocks)]
     return np.hstack(blocks), present
 
 
@@ -92,9 +95,13 @@ def impute_blocks(blocks: list[np.ndarray], found: list[np.ndarray], alpha: floa
     """Fill the rows a block lacks with a ridge prediction from the blocks every product has.
 
     A product nobody clicked yet has text and an image but no clickstream
-    vector; left at zero, its cosine to everything in that block is 0 and a
-    whole block of zeros at an early cutoff flattens the space (the gate's
-    isotropy). A linear map from the complete blocks (content) to the
+    vector; left at zero, its cosine to everything in that block is 0, and a
+    block that is zero for most products at an early cutoff flattens the
+    space (the gate's isotropy). For a block most products have, zero is the
+    better fill for linear probes: a prediction from content looks like real
+    behaviour to a model trained on real behaviour (measured on the default
+    shop: attributes macro-F1 0.714 with every gap predicted, 0.756 with
+    zeros). A linear map from the complete blocks (content) to the
     incomplete one (behaviour), fitted on the products that have both, puts it
     where products like it sit, the usual cold-start mapping. Predicted rows
     are scaled to unit length like the observed ones. Blocks with no complete
