@@ -1,8 +1,7 @@
 """unified_blend: every modality, weighted for cosine on sessions no input saw, in one frozen 128-d basis.
 
 Each modality snapshot γ^m is centred with unit rows (a block a product
-lacks is zero, its mean; a block most products lack is predicted from the
-content blocks, `fusion.impute_blocks`); x is their concatenation. The
+lacks is zero, its mean); x is their concatenation. The
 served vector has two parts (`two_part_basis`), both frozen with the weights:
 
 - a cosine part: principal axes of [√α_1 γ^1; …; √α_M γ^M]. A cosine there
@@ -21,7 +20,7 @@ served vector has two parts (`two_part_basis`), both frozen with the weights:
   and so never see the weights.
 
 Every product with any modality is covered, including those listed after the
-last click (their behaviour block is zero or predicted from content).
+last click (their behaviour block is zero: they are placed by the others).
 """
 
 from __future__ import annotations
@@ -63,8 +62,10 @@ class UnifiedBlendConfig(ProducerConfig):
     # 0.75 -> 0.738 / 0.533.
     content_share: float = 0.625
     # A block known for fewer than this share of the products is filled in from the blocks every product has
-    # (fusion.impute_blocks); a fuller block keeps zero (its mean) where a product lacks it.
-    impute_below: float = 0.5
+    # (fusion.impute_blocks). Off by default: a predicted block is a linear function of the content blocks, so
+    # at an early cutoff the concatenation loses rank and the principal axes past it are empty (the gate's
+    # isotropy); a zero block (its mean) keeps the product's other blocks and the rank.
+    impute_below: float = 0.0
 
 
 def two_part_basis(centred: np.ndarray, dims: list[int], weights: list[float], content_weight: float,
@@ -78,7 +79,8 @@ def two_part_basis(centred: np.ndarray, dims: list[int], weights: list[float], c
     - content part (content_dims columns): principal axes of the unweighted
       concatenation (every modality counts the same; directions several
       modalities share come first, so three text models cost one set of
-      axes), times √β: what linear probes read, whatever the weights.
+      axes) after removing what the cosine part already holds, times √β:
+      what linear probes read, whatever the weights.
 
     A cosine of two served vectors is then about (1 − β) Σ α_m cos_m + β ×
     the modalities' mean cosine. A probe on standardised coordinates does not
@@ -90,10 +92,13 @@ def two_part_basis(centred: np.ndarray, dims: list[int], weights: list[float], c
     """
     bounds = np.cumsum([0] + dims)
     scale = np.concatenate([np.full(b - a, np.sqrt(w)) for a, b, w in zip(bounds[:-1], bounds[1:], weights)])
-    cosine_axes = np.linalg.svd(centred * scale, full_matrices=False)[2][: dim - content_dims].T
-    content_axes = np.linalg.svd(centred, full_matrices=False)[2][:content_dims].T
-    return np.hstack([np.sqrt(1 - content_weight) * scale[:, None] * cosine_axes,
-                      np.sqrt(content_weight) * content_axes])
+    cosine_axes = scale[:, None] * np.linalg.svd(centred * scale, full_matrices=False)[2][: dim - content_dims].T
+    # The content axes are taken from what the cosine part leaves unexplained: with equal weights both parts
+    # would otherwise find the same axes, and a repeated axis is an empty direction (the gate's isotropy).
+    cosine = centred @ cosine_axes
+    residual_map = np.eye(centred.shape[1]) - cosine_axes @ np.linalg.lstsq(cosine, centred, rcond=None)[0]
+    content_axes = residual_map @ np.linalg.svd(centred @ residual_map, full_matrices=False)[2][:content_dims].T
+    return np.hstack([np.sqrt(1 - content_weight) * cosine_axes, np.sqrt(content_weight) * content_axes])
 
 
 class UnifiedBlend(Producer):
