@@ -19,6 +19,7 @@ PRODUCERS: dict[str, str] = {
     "text_minilm": "prodvec.producers.text_minilm:TextMiniLM",
     "unified_proj": "prodvec.producers.unified_proj:UnifiedProj",
     "unified_concat": "prodvec.producers.unified_concat:UnifiedConcat",
+    "unified_blend": "prodvec.producers.unified_blend:UnifiedBlend",
     "image_siamese": "prodvec.producers.image_siamese:ImageSiamese",
     "mrnet": "prodvec.producers.mrnet:MRNet",
     "prod2vec": "prodvec.producers.prod2vec:Prod2Vec",

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import normalize
 
 from prodvec.core import columns as C
 from prodvec.core.embeddings import Embeddings, InsufficientData
-from prodvec.core.neighbours import top_k_cosine
 from prodvec.core.producer import Producer, TrainContext
-from prodvec.core.shop.model import Shop
 from prodvec.producers import is_fusion
 from prodvec.core.snapshots import SnapshotRef
 
@@ -69,52 +66,6 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return normalize(centred)
 
 
-def coclick_auc(emb: Embeddings, events: pd.DataFrame, rng: np.random.Generator, n_pairs: int = 20000) -> float:
-    """How much more similar products clicked in one session are than random pairs (AUC)."""
-    clicks = events[events[C.EVENT_TYPE] != C.IMPRESSION][[C.SESSION_ID, C.PRODUCT_ID]].drop_duplicates()
-    _, found = emb.lookup(clicks[C.PRODUCT_ID])
-    clicks = clicks[found]
-    pairs = clicks.merge(clicks, on=C.SESSION_ID)
-    pairs = pairs[pairs[f"{C.PRODUCT_ID}_x"] < pairs[f"{C.PRODUCT_ID}_y"]]
-    if len(pairs) < 50:
-        return float("nan")
-    pairs = pairs.sample(min(n_pairs, len(pairs)), random_state=int(rng.integers(1 << 31)))
-    unit = normalise(emb.vectors)
-    index = pd.Index(emb.ids)
-    a, b = index.get_indexer(pairs[f"{C.PRODUCT_ID}_x"]), index.get_indexer(pairs[f"{C.PRODUCT_ID}_y"])
-    positive = (unit[a] * unit[b]).sum(1)
-    r1, r2 = rng.integers(0, len(unit), len(pairs)), rng.integers(0, len(unit), len(pairs))
-    negative = (unit[r1] * unit[r2]).sum(1)
-    truth = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
-    return float(roc_auc_score(truth, np.concatenate([positive, negative])))
-
-
-def attribute_knn_accuracy(emb: Embeddings, shop: Shop, k: int, rng: np.random.Generator, sample: int = 2000) -> float:
-    """Mean over side-information columns of leave-one-out k-NN majority-vote accuracy."""
-    products = shop.products.set_index(C.PRODUCT_ID)
-    columns = shop.label_columns
-    # A hashed lookup: np.isin compares object strings pairwise (seconds per call on 6k products).
-    ids = emb.ids[pd.Index(emb.ids).isin(products.index)]
-    if not columns or len(ids) <= k:
-        return float("nan")
-    vectors, _ = emb.lookup(ids)
-    unit = normalise(vectors)
-    queries = rng.choice(len(ids), size=min(sample, len(ids)), replace=False)
-    neighbours = top_k_cosine(unit[queries], unit, k, exclude=queries)
-    scores = []
-    for column in columns:
-        codes, _ = pd.factorize(products.loc[ids, column])  # unknown -> -1, never a vote
-        truth = codes[queries]
-        known = truth >= 0
-        if not known.any():
-            continue
-        votes = np.zeros((len(queries), codes.max() + 2), dtype=np.int32)
-        np.add.at(votes, (np.repeat(np.arange(len(queries)), k), codes[neighbours].ravel() + 1), 1)
-        majority = votes[:, 1:].argmax(axis=1)
-        scores.append(float(np.mean(majority[known] == truth[known])))
-    return float(np.mean(scores)) if scores else float("nan")
-
-
 def frozen_blocks(producer: Producer, context: TrainContext, parts: dict[str, Embeddings]):
     """(earlier snapshot or None, modality order, dims): the layout a concatenating fusion keeps.
 
@@ -131,17 +82,156 @@ def frozen_blocks(producer: Producer, context: TrainContext, parts: dict[str, Em
 
 
 def concatenate(ids: np.ndarray, parts: dict[str, Embeddings], order: list[str],
-                dims: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
-    """[γ^1; …; γ^M] per product, each block centred with unit rows; a block a product lacks is zero.
+                dims: dict[str, int], impute: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """[γ^1; …; γ^M] per product, each block centred with unit rows; a block a product lacks is zero,
+    unless the block covers fewer than `impute` of the products: then its gaps are predicted from the
+    blocks every product has (see `impute_blocks`).
 
     Returns the matrix and how many modalities each product has.
     """
-    blocks, present = [], np.zeros(len(ids), dtype=np.int32)
+    blocks, masks, present = [], [], np.zeros(len(ids), dtype=np.int32)
     for family in order:
         if family in parts:
             rows, found = Embeddings(parts[family].ids, normalise(parts[family].vectors)).lookup(ids)
             present += found
         else:  # a frozen modality with no snapshot at this cutoff: its mean, zero
-            rows = np.zeros((len(ids), dims[family]), dtype=np.float32)
+            rows, found = np.zeros((len(ids), dims[family]), dtype=np.float32), np.zeros(len(ids), bool)
         blocks.append(rows)
+        masks.append(found)
+    if impute > 0:
+        sparse = [m for m, mask in enumerate(masks) if mask.mean() < impute]
+        filled = impute_blocks(blocks, masks)
+        blocks = [filled[m] if m in sparse else block for m, block in enumerate(blocks)]
     return np.hstack(blocks), present
+
+
+def impute_blocks(blocks: list[np.ndarray], found: list[np.ndarray], alpha: float = 1.0) -> list[np.ndarray]:
+    """Fill the rows a block lacks with a ridge prediction from the blocks every product has.
+
+    A product nobody clicked yet has text and an image but no clickstream
+    vector; left at zero, its cosine to everything in that block is 0, and a
+    block that is zero for most products at an early cutoff flattens the
+    space (the gate's isotropy). For a block most products have, zero is the
+    better fill for linear probes: a prediction from content looks like real
+    behaviour to a model trained on real behaviour (measured on the default
+    shop: attributes macro-F1 0.714 with every gap predicted, 0.756 with
+    zeros). A linear map from the complete blocks (content) to the
+    incomplete one (behaviour), fitted on the products that have both, puts it
+    where products like it sit, the usual cold-start mapping. Predicted rows
+    are scaled to unit length like the observed ones. Blocks with no complete
+    block to learn from, or too few rows, stay as they are.
+    """
+    from sklearn.linear_model import Ridge
+
+    n = len(found[0]) if found else 0
+    complete = [i for i, mask in enumerate(found) if mask.all()]
+    if not complete or n == 0:
+        return blocks
+    source = np.hstack([blocks[i] for i in complete]).astype(np.float64)
+    out = list(blocks)
+    for i, mask in enumerate(found):
+        if mask.all() or mask.sum() < max(20, source.shape[1] // 4):
+            continue
+        model = Ridge(alpha=alpha).fit(source[mask], blocks[i][mask])
+        guess = model.predict(source[~mask])
+        filled = blocks[i].astype(np.float32, copy=True)
+        filled[~mask] = guess / np.maximum(np.linalg.norm(guess, axis=1, keepdims=True), 1e-12)
+        out[i] = filled
+    return out
+
+
+# -- choosing fusion weights on validation sessions no scored input saw ----------------------------------------
+
+def earlier_snapshots(store, families: list[str], cutoff: pd.Timestamp) -> tuple[pd.Timestamp, dict[str, Embeddings]] | None:
+    """(split, snapshot per family) at the newest earlier cutoff where every family has a validated snapshot.
+
+    Those snapshots never saw what happened after `split`, so sessions in
+    (split, cutoff] score them without favouring the one that trained on the
+    answer. None when there is no such cutoff (a shop's first snapshot).
+    """
+    splits = None
+    for family in families:
+        passed = {r.cutoff for r in store.snapshots(family)
+                  if r.cutoff < cutoff and r.card().get("validation", {}).get("success")}
+        splits = passed if splits is None else splits & passed
+    if not splits:
+        return None
+    split = max(splits)
+    chosen = {}
+    for family in families:
+        refs = [r for r in store.snapshots(family)
+                if r.cutoff == split and r.card().get("validation", {}).get("success")]
+        chosen[family] = store.read(max(refs, key=lambda r: r.version))
+    return split, chosen
+
+
+def validation_sessions(events: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """(session, product, clicked, purchased) of sessions in (start, end] with a purchase, two clicks, and a product not bought.
+
+    The same selection as the report's similarity task (consumers/similarity.py), on validation time.
+    """
+    held = events[(events[C.TS] > start) & (events[C.TS] <= end)]
+    flags = pd.DataFrame({C.SESSION_ID: held[C.SESSION_ID].to_numpy(), C.PRODUCT_ID: held[C.PRODUCT_ID].to_numpy(),
+                          "clicked": (held[C.EVENT_TYPE] == C.CLICK).to_numpy(),
+                          "purchased": (held[C.EVENT_TYPE] == C.PURCHASE).to_numpy()})
+    seen = flags.groupby([C.SESSION_ID, C.PRODUCT_ID], sort=False, observed=True).max().reset_index()
+    per = seen.groupby(C.SESSION_ID, observed=True).agg(b=("purchased", "sum"), c=("clicked", "sum"),
+                                                        n=("purchased", "size"))
+    usable = per[(per.b > 0) & (per.b < per.n) & (per.c >= 2)].index
+    return seen[seen[C.SESSION_ID].isin(usable)].reset_index(drop=True)
+
+
+def block_scores(blocks: list[np.ndarray], rows: np.ndarray, session: np.ndarray, clicked: np.ndarray) -> np.ndarray:
+    """(candidates, blocks): each candidate's mean cosine to the other clicked products of its session, per block."""
+    n_sessions = int(session.max()) + 1
+    counts = np.bincount(session, weights=clicked.astype(float), minlength=n_sessions)
+    others = counts[session] - clicked
+    out = np.zeros((len(rows), len(blocks)))
+    for m, block in enumerate(blocks):
+        unit = block[rows].astype(np.float64)
+        sums = np.zeros((n_sessions, unit.shape[1]))
+        np.add.at(sums, session, unit * clicked[:, None])
+        context = sums[session] - unit * clicked[:, None]
+        out[:, m] = np.where(others > 0, (unit * context).sum(1) / np.maximum(others, 1), 0.0)
+    return out
+
+
+def session_auc(score: np.ndarray, session: np.ndarray, positive: np.ndarray) -> float:
+    """Mean over sessions of the ROC-AUC of positives against the rest (ties averaged)."""
+    frame = pd.DataFrame({"s": session, "score": score, "pos": positive})
+    frame["rank"] = frame.groupby("s")["score"].rank(method="average")
+    n_pos = frame.groupby("s")["pos"].sum()
+    n_neg = frame.groupby("s")["pos"].size() - n_pos
+    rank_sum = frame[frame.pos].groupby("s")["rank"].sum().reindex(n_pos.index, fill_value=0.0)
+    return float(((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)).mean())
+
+
+def choose_weights(scores: np.ndarray, session: np.ndarray, positive: np.ndarray, passes: int,
+                   floor: float) -> tuple[np.ndarray, float, int]:
+    """Coordinate ascent on the simplex from equal weights: (weights, validation AUC, candidates tried).
+
+    The fused score is linear in the weights (Σ α_m cos_m), so each candidate
+    costs one ranking, not a new embedding.
+    """
+    m = scores.shape[1]
+    minimum = floor / m
+    weights = np.full(m, 1.0 / m)
+    best = session_auc(scores @ weights, session, positive)
+    tried = 1
+    for _ in range(passes):
+        improved = False
+        for i in range(m):
+            for factor in (0.0, 0.5, 2.0, 4.0):
+                trial = weights.copy()
+                trial[i] *= factor
+                # Mixed with the uniform floor: every weight at least `minimum`, the sum still 1.
+                trial = minimum + (1 - m * minimum) * trial / trial.sum()
+                value = session_auc(scores @ trial, session, positive)
+                tried += 1
+                if value > best + 1e-5:
+                    best, weights, improved = value, trial, True
+        if not improved:
+            break
+    return weights, best, tried
+
+

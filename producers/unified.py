@@ -3,24 +3,24 @@
 γ_p = Σ_m w_m γ_p^m / Σ_{m available for p} w_m, where each γ^m is a modality
 snapshot centred and scaled to unit rows. A product missing a modality (a new
 product nobody clicked) is carried by the modalities it has, so the fusion
-covers the whole catalogue. The weights are chosen once, on a validation
-split, by the first snapshot of a version, and frozen: later snapshots read
-them from the previous model card so that downstream models see one space.
+covers the whole catalogue. The weights are chosen once, on validation
+sessions no scored snapshot saw (see `_choose_weights`), and frozen: later
+snapshots read them from the previous model card so that downstream models
+see one space.
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from prodvec.core import columns as C
-from prodvec.core.embeddings import Embeddings
+from prodvec.core.embeddings import Embeddings, InsufficientData
 from prodvec.core.producer import Producer, ProducerConfig, TrainContext
-from prodvec.producers.fusion import (attribute_knn_accuracy, coclick_auc, modality_inputs, normalise,
-                                      own_previous_snapshot)
+from prodvec.producers.fusion import (block_scores, choose_weights, earlier_snapshots, modality_snapshots,
+                                      normalise, own_previous_snapshot, validation_sessions)
 from prodvec.core.shop.model import Shop
 
 
@@ -28,10 +28,6 @@ from prodvec.core.shop.model import Shop
 class UnifiedConfig(ProducerConfig):
     # Comma-separated families to fuse; those absent at a cutoff are left out.
     modalities: str = "text_dae,clicks_bpr"
-    # The validation split: sessions of the last `validation_days` before the cutoff.
-    validation_days: int = 14
-    grid_step: float = 0.1
-    neighbours: int = 10
     # Fixed weights instead of the validation search, e.g. "text_dae=0.5,clicks_bpr=0.5".
     weights: str = ""
 
@@ -62,15 +58,6 @@ def parse_weights(text: str) -> dict[str, float]:
     return weights
 
 
-def weight_grid(families: list[str], step: float) -> list[dict[str, float]]:
-    ticks = np.round(np.arange(0, 1 + 1e-9, step), 6)
-    grid = []
-    for combo in itertools.product(ticks, repeat=len(families)):
-        if abs(sum(combo) - 1) < 1e-6 and min(combo) > 0:
-            grid.append(dict(zip(families, map(float, combo))))
-    return grid or [{f: 1 / len(families) for f in families}]
-
-
 class Unified(Producer):
     name = "unified"
     is_fusion = True
@@ -86,51 +73,55 @@ class Unified(Producer):
 
     def _frozen_weights(self, context: TrainContext) -> dict[str, float] | None:
         earlier = own_previous_snapshot(self, context)
-        return earlier.card()["fusion"]["weights"] if earlier else None
+        if earlier is None or not earlier.card()["fusion"].get("frozen", True):
+            return None  # a provisional snapshot froze nothing: choose again
+        return earlier.card()["fusion"]["weights"]
 
     def _choose_weights(self, shop: Shop, parts: dict[str, Embeddings], context: TrainContext) -> dict[str, float]:
-        ids = shop.products[C.PRODUCT_ID].to_numpy().astype(str)
-        split = context.cutoff - pd.Timedelta(days=self.config.validation_days)
-        held_out = shop.events[shop.events[C.TS] > split] if shop.events is not None else None
-        seed = self.config.seed
+        """Weights by the clicked–purchased ranking of validation sessions that no scored snapshot saw.
 
-        def score(weights: dict[str, float]) -> tuple[float, list[float]]:
-            fused = fuse(ids, parts, weights)
-            scores = [attribute_knn_accuracy(fused, shop, self.config.neighbours, np.random.default_rng(seed))]
-            if held_out is not None and len(held_out):
-                scores.append(coclick_auc(fused, held_out, np.random.default_rng(seed)))
-            return float(np.nanmean(scores)), scores
-
+        The modalities' snapshots of an earlier cutoff are scored on the
+        sessions after it (fusion.earlier_snapshots): an earlier version of
+        this search scored k-NN agreement of side-information columns that
+        text_dae reads as input, so it rewarded the modality that had seen the
+        answer. Without such sessions the weights are equal; before an earlier
+        snapshot of every modality exists they are equal and provisional (the
+        next snapshot chooses again).
+        """
         families = sorted(parts)
-        if len(families) <= 3:
-            trials = [(*score(w), w) for w in weight_grid(families, self.config.grid_step)]
-            best = max(trials, key=lambda t: t[0])
-            candidates = len(trials)
-        else:
-            # The grid grows exponentially with modalities: coordinate ascent
-            # from equal weights instead, halving or doubling one at a time.
-            weights = {f: 1 / len(families) for f in families}
-            best, candidates = (*score(weights), weights), 1
-            for _ in range(2):
-                for family in families:
-                    for factor in (0.0, 0.5, 2.0):
-                        trial = {**best[2], family: best[2][family] * factor}
-                        total = sum(trial.values())
-                        if total <= 0:
-                            continue
-                        trial = {f: w / total for f, w in trial.items()}
-                        result = (*score(trial), trial)
-                        candidates += 1
-                        if result[0] > best[0]:
-                            best = result
-        self.selection_ = {"objective": "mean of attribute k-NN accuracy and held-out co-click AUC",
-                           "validation_split": str(split), "score": round(best[0], 4),
-                           "components": [round(s, 4) for s in best[1]], "candidates": candidates}
-        return {f: round(w, 4) for f, w in best[2].items()}
+        equal = {f: round(1 / len(families), 4) for f in families}
+        if shop.events is None or shop.events.empty:
+            self.selection_ = {"objective": "equal weights: no sessions to validate on", "frozen": True}
+            return equal
+        found = earlier_snapshots(context.store, families, context.cutoff)
+        rows = validation_sessions(shop.events, found[0], context.cutoff) if found else pd.DataFrame()
+        if rows.empty:
+            self.selection_ = {"objective": "equal weights, provisional: no earlier snapshot of every modality "
+                                            "with sessions after it", "frozen": False}
+            return equal
+        split, earlier = found
+        ids = shop.products[C.PRODUCT_ID].to_numpy().astype(str)
+        blocks = [Embeddings(earlier[f].ids, normalise(earlier[f].vectors)).lookup(ids)[0] for f in families]
+        index = pd.Index(ids).get_indexer(rows[C.PRODUCT_ID].astype(str))
+        rows, index = rows[index >= 0].reset_index(drop=True), index[index >= 0]
+        session = pd.factorize(rows[C.SESSION_ID])[0]
+        clicked, positive = rows["clicked"].to_numpy(bool), rows["purchased"].to_numpy(bool)
+        scores = block_scores(blocks, index, session, clicked)
+        weights, auc, tried = choose_weights(scores, session, positive, passes=2, floor=0.0)
+        self.selection_ = {"objective": "clicked–purchased AUC of validation sessions (Σ w_m cos_m)",
+                           "protocol": f"snapshots of {split.date()} scored on sessions in ({split.date()}, "
+                                       f"{context.cutoff.date()}]", "score": round(auc, 4), "candidates": tried,
+                           "frozen": True}
+        return {f: round(float(w), 4) for f, w in zip(families, weights)}
 
     def train(self, shop: Shop, context: TrainContext) -> Embeddings:
-        parts, source_ids = modality_inputs(self, context)
+        if context.store is None:
+            raise ValueError("unified reads modality snapshots and needs the snapshot store")
         self.selection_: dict = {}
+        sources = modality_snapshots(context, self.config.modalities)
+        parts = {family: emb for family, (_, emb) in sources.items()}
+        if not parts:
+            raise InsufficientData(f"no validated snapshot of {self.config.modalities} at or before {context.cutoff}")
         dims = {f: e.dim for f, e in parts.items()}
         if len(set(dims.values())) > 1 or self.config.dim not in dims.values():
             raise ValueError(f"unified averages embeddings of one dimension ({self.config.dim}); got {dims}")
@@ -145,8 +136,9 @@ class Unified(Producer):
             weights = {f: frozen.get(f, 0.0) for f in parts}
             if not any(weights.values()):
                 raise ValueError(f"unified: frozen weights {frozen} cover none of {sorted(parts)}")
-        self.card_extras_ = {"fusion": {"weights": weights, "frozen": frozen is not None,
-                                        "sources": source_ids,
+        self.card_extras_ = {"fusion": {"weights": weights,
+                                        "frozen": frozen is not None or self.selection_.get("frozen", True),
+                                        "sources": {f: ref.id for f, (ref, _) in sources.items()},
                                         "selection": self.selection_}}
         ids = shop.products[C.PRODUCT_ID].to_numpy().astype(str)
         return fuse(ids, parts, weights)

@@ -67,7 +67,7 @@ def test_producer_contract(name, shop_and_truth, modality_store):
     np.testing.assert_allclose(first.vectors, again.vectors, rtol=1e-5, atol=1e-6,
                                err_msg="same seed, same shop: same embedding")
     other_seed = train(name, shop, modality_store, seed=1)
-    if name not in ("unified", "unified_concat"):  # fusions of fixed snapshots have nothing random in them
+    if name not in ("unified", "unified_concat", "unified_blend"):  # fusions of fixed snapshots have nothing random in them
         assert not np.allclose(first.vectors, other_seed.vectors), "the seed must matter"
 
 
@@ -118,16 +118,22 @@ def test_unified_covers_every_product_and_places_cold_ones_by_content(shop_and_t
     assert share > 0.6 and share_cold > 0.5, (share, share_cold)
 
 
-def test_unified_freezes_its_weights_after_the_first_snapshot(shop_and_truth, modality_store):
+def test_unified_is_provisional_until_it_can_choose_without_leaking_and_fixed_weights_freeze(shop_and_truth, modality_store):
     shop, _ = shop_and_truth
     first_cut = cutoff(shop)
     runs = produce(shop, "unified", [first_cut], modality_store, overrides=fast("unified"), progress=False,
                    log=lambda m: None)
     first = runs[0].ref.card()["fusion"]
+    # No earlier modality snapshot to score on unseen sessions: equal weights, provisional (frozen by the first
+    # snapshot that can choose without leaking; tests/test_unified_blend.py follows that path to the end).
     assert not first["frozen"] and abs(sum(first["weights"].values()) - 1) < 1e-6
-    later = produce(shop, "unified", [first_cut + pd.Timedelta(days=7)], modality_store,
-                    overrides=fast("unified"), progress=False, log=lambda m: None)[0].ref.card()["fusion"]
-    assert later["frozen"] and later["weights"] == first["weights"]
+    assert "provisional" in first["selection"]["objective"] and len(set(first["weights"].values())) == 1
+    fixed = {**fast("unified"), "weights": "text_dae=0.7,clicks_bpr=0.3"}
+    given = produce(shop, "unified", [first_cut], modality_store, overrides=fixed, progress=False,
+                    log=lambda m: None)[0].ref.card()["fusion"]
+    later = produce(shop, "unified", [first_cut + pd.Timedelta(days=7)], modality_store, overrides=fixed,
+                    progress=False, log=lambda m: None)[0].ref.card()["fusion"]
+    assert given["frozen"] and later["frozen"] and later["weights"] == given["weights"]
 
 
 def test_settings_given_as_text_take_the_field_type():

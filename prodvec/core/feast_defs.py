@@ -13,6 +13,7 @@ from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Array, Float32
+import pyarrow.parquet as pq
 
 from prodvec.core import columns as C
 from prodvec.core.snapshots import SnapshotStore, default_home, view_name  # noqa: F401 (default_home: re-exported)
@@ -31,6 +32,31 @@ product = Entity(
     value_type=ValueType.STRING,
     description="A catalogue product (products.parquet product_id)",
 )
+
+
+# User profiles in product space (consumers/user_profiles.py writes them here, one table per product view).
+USER_DIR = "users"
+user = Entity(name="user", join_keys=[C.USER_ID], value_type=ValueType.STRING,
+              description="A shopper (orders.parquet user_id)")
+
+
+def user_view_name(product_view: str) -> str:
+    return "user_" + product_view.removeprefix("product_")
+
+
+def user_view(path: Path) -> FeatureView:
+    """The point-in-time user profile view of one table written by consumers/user_profiles.py."""
+    meta = pq.read_schema(path).metadata or {}
+    dim, product_view = int(meta[b"dim"]), meta[b"product_view"].decode()
+    source = FileSource(name=f"{path.stem}_source", path=str(path.resolve()), timestamp_field=C.EVENT_TIMESTAMP,
+                        created_timestamp_column=C.CREATED_TIMESTAMP)
+    return FeatureView(
+        name=path.stem, entities=[user], ttl=EMBEDDING_TTL, source=source, online=True,
+        schema=[Field(name="kept", dtype=Array(Float32), vector_length=dim),
+                Field(name="returned", dtype=Array(Float32), vector_length=dim),
+                Field(name="n_bought", dtype=Float32), Field(name="n_returned", dtype=Float32)],
+        description=f"User profile in the space of {product_view}: mean kept and returned product vectors",
+        tags={"product_view": product_view, "dim": str(dim)})
 
 
 def feature_view(family: str, version: int, dim: int, source_path: Path, spark: bool = False) -> FeatureView:
@@ -73,6 +99,12 @@ def definitions(home: str | Path | None = None, spark: bool = False) -> dict[str
         view = feature_view(family, version, dim, store.served_table(family, version), spark)
         objects[view.name] = view
         latest[family] = view  # served_versions is sorted, so the last one wins
+    # Profiles of a product view no longer served are left out with it.
+    users = [p for p in sorted((store.home / USER_DIR).glob("user_*.parquet"))
+             if p.stem.replace("user_", "product_", 1) in objects]
+    if users:
+        objects["user"] = user
+        objects.update({path.stem: user_view(path) for path in users})
     if latest:
         # What a consumer asks for when it wants "the current embedding of every family".
         objects[LATEST_SERVICE] = FeatureService(

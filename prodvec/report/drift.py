@@ -100,7 +100,7 @@ def drift_section(store: SnapshotStore, home: Path, plots_dir: Path, report_dir:
         "(0 = a rotated copy), Jaccard overlap of each product's 10 nearest neighbours (1 = same neighbours), "
         "and the ROC-AUC of a classifier telling old from new aligned vectors (0.5 = indistinguishable). "
         "A snapshot over a fail level is never promoted.",
-        f"Great Expectations Data Docs (every validation, every check with its observed value and threshold): "
+        "Great Expectations Data Docs (every validation, every check with its observed value and threshold): "
         + (f"[{link}]({link})" if link else "not written under this home."),
     ]
     if len(tables) == 1:

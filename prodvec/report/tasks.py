@@ -15,7 +15,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from prodvec.consumers.evaluation import EvalContext, TaskResult
-from prodvec.consumers.returns import BASELINE, ReturnTask, evaluate_returns
+from prodvec.consumers.returns import BASELINE, ORACLE, ReturnTask, evaluate_returns
 from prodvec.core.shop.model import EVENTS, ORDERS, TEXT
 
 
@@ -26,13 +26,22 @@ def evaluate_return_task(ctx: EvalContext) -> TaskResult:
     frame = evaluate_returns(ctx.shop, ctx.fs, ctx.views, task).set_index("family")
     table = frame[["return_auc", "return_pr_auc", "test_rows_with_embedding"]]
     table = table.rename(columns={"test_rows_with_embedding": "test_coverage"})
+    if ORACLE in table.index:
+        # How much of what the data allows above chance each row reaches.
+        table["share_of_oracle_lift"] = (table["return_auc"] - 0.5) / (table.loc[ORACLE, "return_auc"] - 0.5)
     first_row = frame.iloc[0]
     notes = [f"{int(first_row.train_orders)} order lines placed before {ctx.eval_cutoff.date()} (minus the "
              f"{task.label_days}-day return window) train a gradient-boosted model; {int(first_row.test_orders)} "
              "later lines whose window has closed are the test set.",
-             "Features: price, category, the user's earlier orders and returns, the product's embedding, and "
-             "the cosine of the product to the user's earlier purchases and earlier returns in the same space.",
+             "Features: price, category, the user's earlier orders and returns, size fit (ordered size against "
+             "the user's usual size; the brand's earlier returns at that size offset) and the product's and "
+             "brand's earlier return rates (consumers/return_features.py); then the product's embedding and the "
+             "cosine of the product to the user's profile (mean kept and mean returned products before the "
+             "order, Feast view user_<family>_v<N>, point-in-time).",
              f"{BASELINE}: the same model without any embedding."]
+    if ORACLE in table.index:
+        notes.append(f"{ORACLE}: the generator's true return probability of each test line (the ceiling); "
+                     "share_of_oracle_lift = (AUC − 0.5) / (oracle AUC − 0.5).")
     return TaskResult("returns", "Cart return prediction (held-out orders)", table, headline="return_auc",
                       notes=notes)
 
@@ -62,6 +71,7 @@ TASKS = (
     ReportTask("mrnet_comparison", _lazy("prodvec.consumers.mrnet_comparison", "evaluate_mrnet_comparison"), (TEXT,)),
     ReportTask("retrieval", _lazy("prodvec.consumers.retrieval", "evaluate_retrieval"), (EVENTS,)),
     ReportTask("intrinsic", _lazy("prodvec.consumers.intrinsic", "evaluate_intrinsic")),
+    ReportTask("return_drivers", _lazy("prodvec.consumers.return_drivers", "evaluate_return_drivers"), (ORDERS,)),
 )
 
 

@@ -1,0 +1,92 @@
+"""unified_blend: weights for cosine chosen on sessions no input saw, gaps imputed, per-modality axes frozen."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from prodvec.producers.fusion import block_scores, choose_weights, impute_blocks, normalise, session_auc
+from prodvec.producers.unified_blend import two_part_basis
+
+
+def test_choose_weights_puts_the_weight_on_the_block_whose_cosine_finds_the_purchase():
+    rng = np.random.default_rng(0)
+    n_sessions, per = 300, 6
+    session = np.repeat(np.arange(n_sessions), per)
+    # Block 0: the purchased product (last of each session) points where the clicks point; block 1: noise.
+    centre = normalise(rng.normal(size=(n_sessions, 8)))
+    informative = normalise(centre[session] + rng.normal(scale=1.5, size=(len(session), 8)))
+    purchased = np.tile(np.arange(per) == per - 1, n_sessions)
+    informative[purchased] = normalise(centre[session[purchased]] + rng.normal(scale=0.3, size=(n_sessions, 8)))
+    noise = normalise(rng.normal(size=(len(session), 8)))
+    clicked = ~purchased
+    scores = block_scores([informative, noise], np.arange(len(session)), session, clicked)
+    weights, auc, _ = choose_weights(scores, session, purchased, passes=3, floor=0.1)
+    assert weights[0] > 0.8 and weights[1] >= 0.1 / 2 - 1e-9  # the floor keeps some weight on the other block
+    assert auc > session_auc(scores.mean(1), session, purchased) + 0.05
+
+
+def test_the_two_part_basis_puts_cosine_on_the_weighted_block_and_keeps_the_light_one_for_probes():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, 600)
+    # Block a knows the label; block b is what the (validation) sessions favoured.
+    a = normalise(np.eye(3)[labels] @ rng.normal(size=(3, 6)) + rng.normal(scale=0.5, size=(600, 6)))
+    b = normalise(rng.normal(size=(600, 6)))
+    x = np.hstack([a, b])
+    centred = x - x.mean(0)
+    basis = two_part_basis(centred, [6, 6], [0.0, 1.0], content_weight=0.02, dim=8, content_dims=4)
+    y = centred @ basis
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
+    assert cross_val_score(probe, y, labels, cv=3).mean() > 0.8  # the content part still carries block a
+    # ... while cosines follow block b: they correlate with b's cosines, hardly with a's.
+    unit, ub, ua = normalise(y), normalise(centred[:, 6:]), normalise(centred[:, :6])
+    cos = (unit[:300] * unit[300:]).sum(1)
+    assert np.corrcoef(cos, (ub[:300] * ub[300:]).sum(1))[0, 1] > 0.8
+    assert abs(np.corrcoef(cos, (ua[:300] * ua[300:]).sum(1))[0, 1]) < 0.3
+
+
+def test_impute_blocks_places_a_product_without_clicks_where_its_content_says():
+    rng = np.random.default_rng(2)
+    content = normalise(rng.normal(size=(500, 8)))
+    behaviour = normalise(content @ rng.normal(size=(8, 6)))
+    has = rng.random(500) < 0.7
+    blocks = impute_blocks([content, np.where(has[:, None], behaviour, 0.0)], [np.ones(500, bool), has])
+    cosine = (blocks[1][~has] * behaviour[~has]).sum(1)
+    assert cosine.mean() > 0.95
+    np.testing.assert_allclose(blocks[1][has], behaviour[has])  # observed rows untouched
+
+
+def test_first_snapshot_is_provisional_and_the_next_freezes_weights_chosen_on_sessions_after_an_earlier_cutoff(
+        tmp_path):
+    from prodvec.core.snapshots import SnapshotStore
+    from prodvec.jobs import produce
+    from tests.producer_data import FUSED_MODALITIES, known_answer_shop, quiet, same_category_share
+
+    shop, truth = known_answer_shop()
+    store = SnapshotStore(tmp_path)
+    middle = shop.products["created_at"].min() + pd.Timedelta(days=22)
+    cutoffs = [middle, shop.end]
+    for family, settings in FUSED_MODALITIES.items():
+        produce(shop, family, cutoffs, store, overrides=settings, progress=False, log=quiet)
+    settings = {"modalities": "text_dae,clicks_bpr", "dim": 16}
+    first, second = produce(shop, "unified_blend", cutoffs, store, overrides=settings, progress=False, log=quiet)
+    assert first.validation["success"], first.validation["summary"]
+    assert second.validation["success"], second.validation["summary"]
+    card1, card2 = first.ref.card()["fusion"], second.ref.card()["fusion"]
+    assert not card1["frozen"] and "provisional" in card1["selection"]["objective"]
+    assert card2["frozen"] and str(middle.date()) in card2["selection"]["protocol"]
+    chosen = card2["selection"]
+    assert chosen["validation_auc"] >= chosen["equal_weights_auc"] > 0.5
+    emb = store.read(second.ref)
+    assert emb.dim == 16 and set(emb.ids) == set(shop.products["product_id"])  # cold products included
+    vectors, _ = emb.lookup(shop.products["product_id"])
+    assert same_category_share(vectors, truth) > 0.7
+    # A later snapshot reuses the frozen axes.
+    later = produce(shop, "unified_blend", [shop.end + pd.Timedelta(days=7)], store, overrides=settings,
+                    progress=False, log=quiet)[0]
+    np.testing.assert_array_equal(store.artifacts(later.ref)["basis"], store.artifacts(second.ref)["basis"])
