@@ -54,6 +54,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,4000,16000", help="comma-separated n_products; the first is the reference")
     parser.add_argument("--out", type=Path, default=Path("reports/bench.md"))
+    parser.add_argument("--producer-sizes", default="10000,100000",
+                        help="sizes for the producers-at-scale section (producers_bench.py); empty to skip")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(tempfile.mkdtemp(prefix="prodvec-bench-"))
@@ -73,6 +75,12 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
     print("\n".join(lines))
+    if args.producer_sizes:  # issue 11: producers at scale, BPR vs implicit (child processes)
+        import producers_bench
+
+        with tempfile.TemporaryDirectory(prefix="prodvec-producers-bench-") as producer_work:
+            producers_bench.write(producers_bench.run([int(s) for s in args.producer_sizes.split(",")],
+                                                      Path(producer_work)), args.out)
     print(f"written to {args.out}")
 
 
