@@ -60,6 +60,8 @@ def main() -> None:
     parser.add_argument("--no-serving", action="store_true", help="skip the 1M-vector index and Redis load runs")
     parser.add_argument("--no-feast", action="store_true", help="skip the Feast plugin benchmark (feast_bench.py)")
     feast_bench.add_arguments(parser)
+    parser.add_argument("--producer-sizes", default="10000,100000",
+                        help="sizes for the producers-at-scale section (producers_bench.py); empty to skip")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(tempfile.mkdtemp(prefix="prodvec-bench-"))
@@ -84,6 +86,12 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
     print("\n".join(lines))
+    if args.producer_sizes:  # issue 11: producers at scale, BPR vs implicit (child processes)
+        import producers_bench
+
+        with tempfile.TemporaryDirectory(prefix="prodvec-producers-bench-") as producer_work:
+            producers_bench.write(producers_bench.run([int(s) for s in args.producer_sizes.split(",")],
+                                                      Path(producer_work)), args.out)
     print(f"written to {args.out}")
     if not args.no_feast:
         # The plugin against Feast's engine and the bare stores: its own section of bench.md / bench.json.
