@@ -28,7 +28,6 @@ own `severity` field: the same expectation twice, once with
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar, Dict, Optional, Tuple, Union
 
 import numpy as np
@@ -45,6 +44,7 @@ from great_expectations.expectations.metrics.metric_provider import metric_value
 
 from prodvec.validation import drift as drift_measures
 from prodvec.validation.metrics import (
+    plain,
     COSINE_PAIRS,
     SVD_ROWS,
     centred_energy,
@@ -95,14 +95,6 @@ def embedding_matrix(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return value
 
 
-def _plain(value):
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def _examples(index: pd.Index, positions: np.ndarray) -> list[str]:
     return [str(v) for v in index[positions[:EXAMPLES]]]
 
@@ -121,7 +113,7 @@ class _EmbeddingMetric(ColumnAggregateMetricProvider):
     def _pandas(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, runtime_configuration):
         table, _, accessor = execution_engine.get_compute_domain(metric_domain_kwargs,
                                                                  domain_type=MetricDomainTypes.COLUMN)
-        return {k: _plain(v) if not isinstance(v, (list, dict)) else v
+        return {k: plain(v) if not isinstance(v, (list, dict)) else v
                 for k, v in cls._measure(table, accessor["column"], **metric_value_kwargs).items()}
 
 

@@ -10,6 +10,8 @@ not only `Embeddings`.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -261,3 +263,12 @@ def compute_metrics(
     }
     columns = {"norm": norm, "finite": finite, "known": np.asarray(known)}
     return metrics, columns
+
+
+def plain(value):
+    """A JSON-ready copy of a metric or GE value: numpy scalars to Python, NaN/inf to None."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -23,16 +23,15 @@ its result and rebuilds that page of GX's Data Docs (HTML).
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from prodvec.core.columns import PRODUCT_ID
+from prodvec.validation.metrics import plain
 
 # -- the batch table ------------------------------------------------------------------------------------------
 EMBEDDING = "embedding"
@@ -195,28 +194,19 @@ def whole_dataframe(context, source_name: str, asset_name: str):
         asset.add_batch_definition_whole_dataframe("whole")
 
 
-def _plain(value):
-    """A JSON-ready copy of a GE value: numpy scalars to Python, NaN/inf to None."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def _check(result, spec: Check, params: dict) -> dict:
     out = dict(result.result or {})
-    details = {k: _plain(v) for k, v in (out.get("details") or {}).items() if k != "examples"}
+    details = {k: plain(v) for k, v in (out.get("details") or {}).items() if k != "examples"}
     examples = list((out.get("details") or {}).get("examples") or [])
     if spec.name == "unknown_ids" and out.get("partial_unexpected_index_list"):
         examples = [str(v) for v in out["partial_unexpected_index_list"]]
     bound = spec.kwargs.get({"min": "min_value", "max": "max_value", "value": "value"}[spec.bound])
-    limit = _plain(params[bound["$PARAMETER"]]) if isinstance(bound, dict) else _plain(bound)
+    limit = plain(params[bound["$PARAMETER"]]) if isinstance(bound, dict) else plain(bound)
     check = {
         "name": spec.name,
         "severity": spec.severity,
         "success": bool(result.success),
-        "observed": _plain(out.get("observed_value")),
+        "observed": plain(out.get("observed_value")),
         "expected": {"min": limit if spec.bound in ("min", "value") else None,
                      "max": limit if spec.bound in ("max", "value") else None},
         "expectation": result.expectation_config.type,
@@ -250,7 +240,7 @@ def run_suite(table: pd.DataFrame, params: dict[str, Any], parts: frozenset = fr
         definition = _definition(docs_root, parts)
         result = definition.run(
             batch_parameters={"dataframe": table},
-            expectation_parameters={k: _plain(params[k]) for k in needed},
+            expectation_parameters={k: plain(params[k]) for k in needed},
             result_format={"result_format": "SUMMARY", "unexpected_index_column_names": [PRODUCT_ID]},
             run_id=RunIdentifier(run_name=run_name) if run_name else None,
         )
