@@ -108,7 +108,10 @@ def _bpr(shop_dir: str, threads: str, which: str) -> dict:
         model.fit(matrix, show_progress=False)
         vectors = model.item_factors[:, :64]
     else:
-        emb = ClicksBPR(BPRConfig(threads=int(threads))).train(train_shop, TrainContext(cutoff=shop.end, progress=False))
+        import torch
+
+        torch.set_num_threads(int(threads))  # the torch producer: same thread count as implicit's
+        emb = ClicksBPR(BPRConfig()).train(train_shop, TrainContext(cutoff=shop.end, progress=False))
         vectors = np.zeros((len(product_ids), emb.dim), np.float32)
         vectors[pd.Index(product_ids).get_indexer(emb.ids)] = emb.vectors
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu

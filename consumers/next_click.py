@@ -66,7 +66,7 @@ SESSION_OVERRIDES: dict[str, dict] = {
     # threshold: on a corpus of a few hundred items it would drop nearly all).
     "prod2vec": {"dim": 64, "epochs": 50, "window": 3, "negative": 20, "sample": 1e-4, "alpha": 0.025},
     # ~18k one-session "users" with ~4 clicks each: strong regularisation.
-    "clicks_bpr": {"dim": 64, "epochs": 20, "l2": 1e-2},  # implicit SGD: no mini-batch, default lr
+    "clicks_bpr": {"dim": 64, "epochs": 20, "batch_size": 1024, "lr": 0.01, "l2": 1e-2},
     # Sessions of ~4 clicks need no 20-step window; more dropout than the demo's against over-fitting.
     "sasrec": {"dim": 64, "epochs": 12, "batch_size": 256, "lr": 5e-3, "dropout": 0.4, "negatives": 256,
                "max_len": 10},

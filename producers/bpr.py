@@ -12,11 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
+from tqdm.auto import tqdm
 
 from prodvec.core import columns as C
 from prodvec.core.embeddings import Embeddings, InsufficientData
 from prodvec.core.producer import Producer, ProducerConfig, TrainContext
+from prodvec.producers.torch_utils import seed_torch, torch_device
 from prodvec.core.shop.model import EVENTS, Shop
 
 # Stronger signals count more: a purchase says more than a click.
@@ -26,14 +27,11 @@ EVENT_WEIGHTS = {C.CLICK: 1, C.ADD_TO_CART: 2, C.PURCHASE: 3}
 @dataclass(frozen=True)
 class BPRConfig(ProducerConfig):
     epochs: int = 25
-    # Plain SGD per sampled triple (implicit's update), not Adam over mini-batches.
-    lr: float = 0.05
-    l2: float = 0.001
+    batch_size: int = 8192
+    lr: float = 0.01
+    l2: float = 1e-5
     # Products need this many positive interactions before the cutoff to get a vector.
     min_interactions: int = 1
-    # implicit's SGD is Hogwild: with more than one thread, updates race and
-    # a seed no longer fixes the result. One thread keeps snapshots reproducible.
-    threads: int = 1
 
 
 def interaction_pairs(shop: Shop, min_interactions: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -51,21 +49,6 @@ def interaction_pairs(shop: Shop, min_interactions: int) -> tuple[np.ndarray, np
     return user_codes, product_codes, pairs["w"].to_numpy(np.float32), np.asarray(product_ids, dtype=str)
 
 
-def weighted_matrix(users: np.ndarray, products: np.ndarray, weights: np.ndarray, shape) -> sparse.csr_matrix:
-    """Users × products with each pair stored `weight` times.
-
-    implicit's BPR treats entries as binary but draws the positive of each
-    update uniformly among the stored entries, so a pair stored three times
-    (a purchase) is trained three times as often as a click: the event
-    weight, applied by sampling instead of by scaling the loss.
-    """
-    repeats = np.rint(weights).astype(np.int64)
-    rows, cols = np.repeat(users, repeats), np.repeat(products, repeats)
-    order = np.lexsort((cols, rows))  # implicit binary-searches a user's sorted products
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=shape[0]))])
-    return sparse.csr_matrix((np.ones(len(rows), np.float32), cols[order].astype(np.int32), indptr), shape=shape)
-
-
 def warm_start(previous, product_ids, users, products, init_p, init_u):
     """Start from last snapshot: known products keep their vectors, users start at the
     mean of the products they chose (a fold-in), so a retrain refines one space
@@ -81,33 +64,46 @@ def warm_start(previous, product_ids, users, products, init_p, init_u):
 
 class ClicksBPR(Producer):
     name = "clicks_bpr"
-    smoke_settings = {"epochs": 60, "dim": 16}
+    smoke_settings = {"epochs": 60, "dim": 16, "lr": 0.05}
     requires = frozenset({EVENTS})
     Config = BPRConfig
-    description = "BPR matrix factorisation on clicks, carts and purchases (Rendle et al. 2009; implicit's SGD)"
+    description = "BPR matrix factorisation on clicks, carts and purchases (Rendle et al. 2009)"
     min_coverage = 0.2
 
     def train(self, shop: Shop, context: TrainContext) -> Embeddings:
-        # The `implicit` library's CPU BPR (Cython): the same model and loss as a
-        # hand-written one, an order of magnitude faster (benchmarks/producers_bench.py).
-        from implicit.cpu.bpr import BayesianPersonalizedRanking
+        import torch
 
         cfg = self.config
-        rng = np.random.default_rng(cfg.seed)
+        rng = seed_torch(cfg.seed)
         users, products, weights, product_ids = interaction_pairs(shop, cfg.min_interactions)
         if len(product_ids) == 0:
             raise InsufficientData("no click, add_to_cart or purchase events before the cutoff")
+        device = torch_device(cfg.device)
         n_users, n_products = users.max() + 1, len(product_ids)
-        model = BayesianPersonalizedRanking(factors=cfg.dim, learning_rate=cfg.lr, regularization=cfg.l2,
-                                            iterations=cfg.epochs, num_threads=cfg.threads,
-                                            random_state=cfg.seed)
-        # implicit's own initialisation, drawn here so the warm start can replace
-        # rows of it; the last column is the product bias (a constant 1 for users).
-        init_p = ((rng.random((n_products, cfg.dim)) - 0.5) / cfg.dim).astype(np.float32)
-        init_u = ((rng.random((n_users, cfg.dim)) - 0.5) / cfg.dim).astype(np.float32)
+        init_p = rng.normal(0, 0.1, (n_products, cfg.dim)).astype(np.float32)
+        init_u = rng.normal(0, 0.1, (n_users, cfg.dim)).astype(np.float32)
         if context.previous is not None and context.previous.dim == cfg.dim:
             init_p, init_u = warm_start(context.previous, product_ids, users, products, init_p, init_u)
-        model.item_factors = np.hstack([init_p, np.zeros((n_products, 1), np.float32)])
-        model.user_factors = np.hstack([init_u, np.ones((n_users, 1), np.float32)])
-        model.fit(weighted_matrix(users, products, weights, (n_users, n_products)), show_progress=context.progress)
-        return Embeddings(product_ids, np.ascontiguousarray(model.item_factors[:, : cfg.dim]))
+        gamma_u = torch.nn.Parameter(torch.as_tensor(init_u, device=device))
+        gamma_p = torch.nn.Parameter(torch.as_tensor(init_p, device=device))
+        beta_p = torch.nn.Parameter(torch.zeros(n_products, device=device))
+        optimiser = torch.optim.Adam([gamma_u, gamma_p, beta_p], lr=cfg.lr)
+
+        u_all = torch.as_tensor(users, device=device)
+        p_all = torch.as_tensor(products, device=device)
+        w_all = torch.as_tensor(weights / weights.mean(), device=device)
+        n = len(users)
+        for _ in tqdm(range(cfg.epochs), desc="clicks_bpr", disable=not context.progress, leave=False):
+            order = torch.as_tensor(rng.permutation(n), device=device)
+            negatives = torch.as_tensor(rng.integers(0, n_products, n), device=device)
+            for start in range(0, n, cfg.batch_size):
+                idx = order[start : start + cfg.batch_size]
+                u, p, q, w = u_all[idx], p_all[idx], negatives[start : start + cfg.batch_size], w_all[idx]
+                gu, gp, gq = gamma_u[u], gamma_p[p], gamma_p[q]
+                diff = beta_p[p] - beta_p[q] + (gu * (gp - gq)).sum(1)
+                loss = -(w * torch.nn.functional.logsigmoid(diff)).mean()
+                loss = loss + cfg.l2 * (gu.pow(2).sum() + gp.pow(2).sum() + gq.pow(2).sum()) / len(idx)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+        return Embeddings(product_ids, gamma_p.detach().cpu().numpy())

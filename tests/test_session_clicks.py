@@ -326,7 +326,7 @@ def test_sasrec_and_bpr_beat_most_popular_on_a_world_of_item_groups():
     torch.set_num_threads(1)  # tiny models: one thread is as fast and immune to a busy machine's spin-waits
     try:
         table = evaluate_next_click(shop, SPLIT, families=("clicks_bpr", "sasrec"), log=quiet, overrides={
-            "clicks_bpr": {"dim": 16, "epochs": 40, "lr": 0.05},
+            "clicks_bpr": {"dim": 16, "epochs": 40, "batch_size": 512, "lr": 0.05},
             "sasrec": {"dim": 16, "epochs": 10, "batch_size": 64, "lr": 1e-2, "negatives": 32},
         })
     finally:
