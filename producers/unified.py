@@ -107,7 +107,10 @@ class Unified(Producer):
         session = pd.factorize(rows[C.SESSION_ID])[0]
         clicked, positive = rows["clicked"].to_numpy(bool), rows["purchased"].to_numpy(bool)
         scores = block_scores(blocks, index, session, clicked)
-        weights, auc, tried = choose_weights(scores, session, positive, passes=2, floor=0.0)
+        # Every modality keeps at least 0.2/M of the weight: a product a weighted-out modality
+        # covers alone (a never-clicked product, when clicks win) would otherwise get no vector,
+        # and the fusion exists to cover the whole catalogue.
+        weights, auc, tried = choose_weights(scores, session, positive, passes=2, floor=0.2)
         self.selection_ = {"objective": "clicked–purchased AUC of validation sessions (Σ w_m cos_m)",
                            "protocol": f"snapshots of {split.date()} scored on sessions in ({split.date()}, "
                                        f"{context.cutoff.date()}]", "score": round(auc, 4), "candidates": tried,
