@@ -4,7 +4,8 @@ that `feast apply` picks up a newly promoted version with no edits here."""
 
 import os
 
-from prodvec.core.feast_defs import default_home, definitions
+from prodvec.core.feast_defs import definitions
+from prodvec.core.snapshots import default_home
 
 # Feast collects module-level objects; the generated ones are put here by name.
 # PRODVEC_SPARK=1 (profiles/spark.yaml): the same Parquet declared as Spark sources.

@@ -16,7 +16,7 @@ from feast.types import Array, Float32
 import pyarrow.parquet as pq
 
 from prodvec.core import columns as C
-from prodvec.core.snapshots import SnapshotStore, default_home, view_name  # noqa: F401 (default_home: re-exported)
+from prodvec.core.snapshots import SnapshotStore, default_home, view_name
 
 PROJECT = "prodvec"
 # A snapshot stays valid until a newer one supersedes it; the ttl only bounds
