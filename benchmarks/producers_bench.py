@@ -98,19 +98,22 @@ def _bpr(shop_dir: str, threads: str, which: str) -> dict:
         pd.Index(product_ids).get_indexer(events[C.PRODUCT_ID])
     held = users[~train].astype(np.int64) * len(product_ids) + products[~train]
     train_shop = dataclasses.replace(shop, events=events[~np.isin(pair, held)])
+    # Both libraries loaded before the clock starts: a pipeline loads torch once for every producer, and
+    # its import (plus the 1.7 s of torch._dynamo that use_deterministic_algorithms pulls in on first call)
+    # would otherwise swamp the training being compared.
+    import torch
+    from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.set_num_threads(int(threads))  # the torch producer: same thread count as implicit's
     started, cpu = time.perf_counter(), time.process_time()
     if which == "implicit":
-        from implicit.cpu.bpr import BayesianPersonalizedRanking
-
         matrix = sparse.csr_matrix((np.ones(train.sum(), np.float32), (users[train], products[train])),
                                    shape=(users.max() + 1, len(product_ids)))
         model = BayesianPersonalizedRanking(factors=64, iterations=25, num_threads=int(threads), random_state=0)
         model.fit(matrix, show_progress=False)
         vectors = model.item_factors[:, :64]
     else:
-        import torch
-
-        torch.set_num_threads(int(threads))  # the torch producer: same thread count as implicit's
         emb = ClicksBPR(BPRConfig()).train(train_shop, TrainContext(cutoff=shop.end, progress=False))
         vectors = np.zeros((len(product_ids), emb.dim), np.float32)
         vectors[pd.Index(product_ids).get_indexer(emb.ids)] = emb.vectors

@@ -84,26 +84,76 @@ class ClicksBPR(Producer):
         init_u = rng.normal(0, 0.1, (n_users, cfg.dim)).astype(np.float32)
         if context.previous is not None and context.previous.dim == cfg.dim:
             init_p, init_u = warm_start(context.previous, product_ids, users, products, init_p, init_u)
-        gamma_u = torch.nn.Parameter(torch.as_tensor(init_u, device=device))
-        gamma_p = torch.nn.Parameter(torch.as_tensor(init_p, device=device))
-        beta_p = torch.nn.Parameter(torch.zeros(n_products, device=device))
-        optimiser = torch.optim.Adam([gamma_u, gamma_p, beta_p], lr=cfg.lr)
+        gamma_u = torch.as_tensor(init_u, device=device)
+        gamma_p = torch.as_tensor(init_p, device=device)
+        beta_p = torch.zeros(n_products, device=device)
+        params = [gamma_u, gamma_p, beta_p]
+        for param in params:
+            param.grad = torch.zeros_like(param)
+        # Fused Adam: one kernel per tensor instead of a dozen per step.
+        optimiser = torch.optim.Adam(params, lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
 
         u_all = torch.as_tensor(users, device=device)
         p_all = torch.as_tensor(products, device=device)
         w_all = torch.as_tensor(weights / weights.mean(), device=device)
         n = len(users)
+        gradients = BPRGradients(params, cfg.batch_size, cfg.l2)
         for _ in tqdm(range(cfg.epochs), desc="clicks_bpr", disable=not context.progress, leave=False):
+            # Shuffled once per epoch: every batch is then a contiguous slice, not four gathers.
             order = torch.as_tensor(rng.permutation(n), device=device)
+            u_epoch, p_epoch, w_epoch = u_all[order], p_all[order], w_all[order]
             negatives = torch.as_tensor(rng.integers(0, n_products, n), device=device)
             for start in range(0, n, cfg.batch_size):
-                idx = order[start : start + cfg.batch_size]
-                u, p, q, w = u_all[idx], p_all[idx], negatives[start : start + cfg.batch_size], w_all[idx]
-                gu, gp, gq = gamma_u[u], gamma_p[p], gamma_p[q]
-                diff = beta_p[p] - beta_p[q] + (gu * (gp - gq)).sum(1)
-                loss = -(w * torch.nn.functional.logsigmoid(diff)).mean()
-                loss = loss + cfg.l2 * (gu.pow(2).sum() + gp.pow(2).sum() + gq.pow(2).sum()) / len(idx)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
+                batch = slice(start, start + cfg.batch_size)
+                gradients(u_epoch[batch], p_epoch[batch], negatives[batch], w_epoch[batch])
                 optimiser.step()
-        return Embeddings(product_ids, gamma_p.detach().cpu().numpy())
+        return Embeddings(product_ids, gamma_p.cpu().numpy())
+
+
+class BPRGradients:
+    """Writes into each parameter's .grad the gradient of the batch loss
+    -mean(w · log σ(x_up - x_uq)) + l2 · (‖γ_u‖² + ‖γ_p‖² + ‖γ_q‖²) / batch.
+
+    Written out by hand rather than with autograd: the loss is three dot
+    products, and autograd's backward of an indexed lookup (a sorted scatter
+    under deterministic algorithms) took 80% of the time. The batch-sized
+    intermediates live in buffers allocated once: fresh multi-megabyte tensors
+    every step went back to the OS and page-faulted in again, which cost more
+    than the arithmetic.
+    """
+
+    def __init__(self, params, batch_size: int, l2: float):
+        import torch
+
+        self.params, self.l2 = params, l2
+        dim = params[1].shape[1]
+        self.gu, self.gp, self.gq, self.tmp = (torch.empty(batch_size, dim, device=params[1].device) for _ in range(4))
+        self.ones = torch.ones(dim, device=params[1].device)
+
+    def __call__(self, u, p, q, w) -> None:
+        import torch
+
+        gamma_u, gamma_p, beta_p = self.params
+        n = len(u)
+        gu, gp, gq, tmp = self.gu[:n], self.gp[:n], self.gq[:n], self.tmp[:n]
+        torch.index_select(gamma_u, 0, u, out=gu)
+        torch.index_select(gamma_p, 0, p, out=gp)
+        torch.index_select(gamma_p, 0, q, out=gq)
+        gp.sub_(gq)  # gp now holds γ_p - γ_q
+        # Row sums as a matrix-vector product: BLAS beats a reduction over 64-wide rows.
+        diff = torch.mul(gu, gp, out=tmp) @ self.ones + beta_p.index_select(0, p) - beta_p.index_select(0, q)
+        # d/d diff of -w log σ(diff) / B is -w σ(-diff) / B.
+        dd = (-w * torch.sigmoid(-diff) / n).unsqueeze(1)
+        # The L2 term's gradient summed over the batch is 2·l2/B · (times a row was drawn) · row:
+        # one pass over the tables instead of three over the batch.
+        decay = 2 * self.l2 / n
+        gamma_u.grad.copy_(gamma_u).mul_(torch.bincount(u, minlength=len(gamma_u)).unsqueeze(1) * decay)
+        drawn = torch.bincount(p, minlength=len(gamma_p)) + torch.bincount(q, minlength=len(gamma_p))
+        gamma_p.grad.copy_(gamma_p).mul_(drawn.unsqueeze(1) * decay)
+        gamma_u.grad.index_add_(0, u, torch.mul(gp, dd, out=tmp))
+        torch.mul(gu, dd, out=tmp)
+        gamma_p.grad.index_add_(0, p, tmp)
+        gamma_p.grad.index_add_(0, q, tmp.neg_())
+        beta_p.grad.zero_()
+        beta_p.grad.index_add_(0, p, dd.squeeze(1))
+        beta_p.grad.index_add_(0, q, dd.squeeze(1).neg())

@@ -4,9 +4,9 @@
 cosine) and the product ids of its rows. Small catalogues get an exact
 `IndexFlatIP` (FAISS's blocked BLAS scan); from `LARGE_FROM` rows on an HNSW
 graph. Chosen by measurement (`benchmarks/ann_bench.py`, shared 2-core
-machine): at 1M x 64 HNSW (M=32) and IVF-PQ with exact re-ranking both reach
-recall@10 >= 0.98 at about 0.25 ms CPU per query (p99); IVF-PQ built faster
-there (130 s against 601 s, 283 against 504 MiB) but its k-means training
+machine): at 1M x 64 HNSW (M=32, efSearch 64) and IVF-PQ with exact re-ranking
+both reach recall@10 >= 0.99 at p99 under 1 ms per query; IVF-PQ built faster
+there (53 s against 179 s, 283 against 504 MiB) but its k-means training
 took 199 s at 50k rows where HNSW took 30 s, so HNSW, which has no training
 step, is the default and `kind="ivfpq"` the option for very large snapshots.
 
