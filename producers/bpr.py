@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from prodvec.core import columns as C
 from prodvec.core.embeddings import Embeddings, InsufficientData
 from prodvec.core.producer import Producer, ProducerConfig, TrainContext
-from prodvec.producers.torch_utils import seed_torch, torch_device
+from prodvec.producers.torch_utils import one_thread, seed_torch, torch_device
 from prodvec.core.shop.model import EVENTS, Shop
 
 # Stronger signals count more: a purchase says more than a click.
@@ -71,6 +71,11 @@ class ClicksBPR(Producer):
     min_coverage = 0.2
 
     def train(self, shop: Shop, context: TrainContext) -> Embeddings:
+        # Each step is a few thousand rows of 64 floats: too small to split across threads.
+        with one_thread():
+            return self._train(shop, context)
+
+    def _train(self, shop: Shop, context: TrainContext) -> Embeddings:
         import torch
 
         cfg = self.config

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from prodvec.core import columns as C
 from prodvec.core.embeddings import Embeddings
 from prodvec.core.producer import Producer, ProducerConfig, TrainContext
-from prodvec.producers.torch_utils import seed_torch, torch_device
+from prodvec.producers.torch_utils import one_thread, seed_torch, torch_device
 from prodvec.core.shop.model import TEXT, Shop
 
 TOKEN = re.compile(r"[a-z0-9]+")
@@ -100,18 +100,9 @@ class TextDAE(Producer):
     min_coverage = 0.99
 
     def train(self, shop: Shop, context: TrainContext) -> Embeddings:
-        import torch
-
-        # Each step is small (a batch of sparse rows, a few hundred sampled
-        # columns): a second intra-op thread only adds synchronisation, which
-        # cost 10x the CPU on the shared 2-core machine (Myntra 41k, 1 epoch:
-        # 58 s CPU on two threads, 4.5 s on one).
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        # Each step is small (a batch of sparse rows, a few hundred sampled columns).
+        with one_thread():
             return self._train(shop, context)
-        finally:
-            torch.set_num_threads(threads)
 
     def _train(self, shop: Shop, context: TrainContext) -> Embeddings:
         import torch

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 
@@ -36,3 +38,22 @@ def with_anchor_pull(loss, weight: float, codes, previous, pulled, offset):
     if not pulled.any():
         return loss
     return loss + weight * (codes[pulled] - offset - previous[pulled]).pow(2).sum(1).mean()
+
+
+@contextmanager
+def one_thread():
+    """Run torch on one intra-op thread for a training loop of small steps, then restore the count.
+
+    A step over a few thousand rows is too small to split: a second thread only
+    adds synchronisation, which on the shared 2-core machine cost 10x the CPU
+    (text_dae, Myntra 41k, one epoch: 58 s CPU on two threads, 4.5 s on one;
+    clicks_bpr on the default shop: 7-12 s wall on two, 0.7-0.9 s on one).
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
