@@ -55,6 +55,9 @@ class EvalContext:
     random_dim: int = 64
     # Cutoffs of the snapshots the families were trained at (the schedule); empty = unknown.
     snapshot_times: tuple[pd.Timestamp, ...] = ()
+    # Results a caller already computed for this very context, keyed by the task's parameters
+    # (e.g. the pipeline's return model, which the report would otherwise fit a second time).
+    known: dict = field(default_factory=dict, repr=False)
     _random: np.ndarray | None = field(default=None, repr=False)
     _cache: dict = field(default_factory=dict, repr=False)
     _served: tuple[pd.Timestamp, ...] | None = field(default=None, repr=False)

@@ -86,17 +86,20 @@ def _model(seed: int):
                                           categorical_features="from_dtype", random_state=seed)
 
 
-def user_context(fs, orders: pd.DataFrame, view: str) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+def user_context(fs, orders: pd.DataFrame, view: str,
+                 embedded: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Per order line: how its product sits against the user's profile as it stood just before (and the profile).
 
     The profile (mean of the products the user kept, mean of those they sent
     back, counts) comes from the `user_<family>_v<N>` Feast view through
     `get_historical_features`, point-in-time; cosines are NaN where the user
     has no such history (gradient boosting reads NaN as "unknown").
+    `embedded`: the order lines' product vectors of `view` (matrix, found), where the caller
+    already read them for these same rows; otherwise they are read here.
     """
     at = orders.rename(columns={C.ORDERED_AT: C.EVENT_TIMESTAMP})
     profile = historical_profiles(fs, at, [view])[view]
-    product, found = historical_embeddings(fs, at, [view])[view]
+    product, found = embedded if embedded is not None else historical_embeddings(fs, at, [view])[view]
 
     def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
@@ -192,7 +195,7 @@ def evaluate_returns(shop: Shop, fs, views: dict[str, str], task: ReturnTask, ho
             matrix, found = embedded[view]
             # The user's returns count in the context only once known at the train rows' time
             # (the `orders` labels are final ones; sums_before keeps to returned_at < order time).
-            context, kept, returned = user_context(fs, orders, view)
+            context, kept, returned = user_context(fs, orders, view, embedded[view])
             vectors = _vectors(matrix, kept, returned)
             s_train, s_test = linear_scores(vectors[at_train], y_train, vectors[at_test], task.seed)
             x_train = _design(base_train, s_train, found[at_train], context.iloc[at_train])

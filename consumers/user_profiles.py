@@ -42,19 +42,18 @@ def profile_rows(orders: pd.DataFrame, matrix: np.ndarray, found: np.ndarray) ->
     unit = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
     back = orders[C.RETURNED].to_numpy(bool) & found
     users = orders[C.USER_ID].astype(str).to_numpy()
+    # Times as naive UTC datetime64: a tz-aware column's plain to_numpy() is an object array of
+    # Timestamps, built one by one (it was a fifth of the return model's time).
+    utc = lambda column: pd.to_datetime(orders[column], utc=True).to_numpy(dtype="datetime64[ns]")  # noqa: E731
     # Two kinds of event: a purchase adds to `bought` at its order time, a return to `returned` at its return time.
-    events = pd.DataFrame({
-        C.USER_ID: np.concatenate([users[found], users[back]]),
-        "t": pd.to_datetime(np.concatenate([orders[C.ORDERED_AT].to_numpy()[found],
-                                            orders[C.RETURNED_AT].to_numpy()[back]]), utc=True),
-        "returned": np.concatenate([np.zeros(int(found.sum()), bool), np.ones(int(back.sum()), bool)]),
-    })
+    user = np.concatenate([users[found], users[back]])
+    t = np.concatenate([utc(C.ORDERED_AT)[found], utc(C.RETURNED_AT)[back]])
+    ret = np.concatenate([np.zeros(int(found.sum()), bool), np.ones(int(back.sum()), bool)])
     vectors = np.vstack([unit[found], unit[back]]).astype(np.float64)
-    order = np.lexsort((events["t"].to_numpy(), events[C.USER_ID].to_numpy()))
-    events, vectors = events.iloc[order].reset_index(drop=True), vectors[order]
-    ret = events["returned"].to_numpy()
+    order = np.lexsort((t, user))
+    user, t, ret, vectors = user[order], t[order], ret[order], vectors[order]
     # Running sums per user: a global cumsum minus its value where the user's run starts.
-    start = np.r_[True, events[C.USER_ID].to_numpy()[1:] != events[C.USER_ID].to_numpy()[:-1]]
+    start = np.r_[True, user[1:] != user[:-1]]
     run = np.cumsum(start) - 1
 
     def running(values: np.ndarray) -> np.ndarray:
@@ -67,14 +66,13 @@ def profile_rows(orders: pd.DataFrame, matrix: np.ndarray, found: np.ndarray) ->
     n_bought = running((~ret).astype(float)[:, None])[:, 0]
     n_returned = running(ret.astype(float)[:, None])[:, 0]
     # The state after the last event at each (user, time).
-    last = np.r_[(events[C.USER_ID].to_numpy()[1:] != events[C.USER_ID].to_numpy()[:-1])
-                 | (events["t"].to_numpy()[1:] != events["t"].to_numpy()[:-1]), True]
+    last = np.r_[(user[1:] != user[:-1]) | (t[1:] != t[:-1]), True]
     kept_n = np.maximum(n_bought - n_returned, 0)
     kept = np.where(kept_n[:, None] > 0, (bought_sum - returned_sum) / np.maximum(kept_n, 1)[:, None], 0.0)
     returned = np.where(n_returned[:, None] > 0, returned_sum / np.maximum(n_returned, 1)[:, None], 0.0)
     return pd.DataFrame({
-        C.USER_ID: events[C.USER_ID].to_numpy()[last],
-        C.EVENT_TIMESTAMP: events["t"].to_numpy()[last] + STAMP_DELAY,
+        C.USER_ID: user[last],
+        C.EVENT_TIMESTAMP: pd.to_datetime(t[last] + STAMP_DELAY.to_timedelta64(), utc=True),
         "kept": list(kept[last].astype(np.float32)),
         "returned": list(returned[last].astype(np.float32)),
         "n_bought": n_bought[last].astype(np.float32),
@@ -93,13 +91,17 @@ def write_profiles(home: str | Path, product_view: str, rows: pd.DataFrame, dim:
     folder = Path(home) / USER_DIR
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{user_view_name(product_view)}.parquet"
-    vector = pa.list_(pa.float32(), dim)
+    def vectors(column: str) -> pa.FixedSizeListArray:
+        # One flat buffer instead of a Python list per row (as SnapshotStore writes snapshots).
+        flat = np.stack(rows[column].to_numpy()).astype(np.float32) if len(rows) else np.zeros((0, dim), np.float32)
+        return pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), dim)
+
     table = pa.table({
         C.USER_ID: pa.array(rows[C.USER_ID].to_numpy(), pa.string()),
         C.EVENT_TIMESTAMP: pa.array(pd.to_datetime(rows[C.EVENT_TIMESTAMP], utc=True), pa.timestamp("us", tz="UTC")),
         C.CREATED_TIMESTAMP: pa.array(pd.to_datetime(rows[C.EVENT_TIMESTAMP], utc=True), pa.timestamp("us", tz="UTC")),
-        "kept": pa.array([np.asarray(v, np.float32) for v in rows["kept"]], vector),
-        "returned": pa.array([np.asarray(v, np.float32) for v in rows["returned"]], vector),
+        "kept": vectors("kept"),
+        "returned": vectors("returned"),
         "n_bought": pa.array(rows["n_bought"].to_numpy(np.float32)),
         "n_returned": pa.array(rows["n_returned"].to_numpy(np.float32)),
     }).replace_schema_metadata({"dim": str(dim), "product_view": product_view})
@@ -118,7 +120,7 @@ def historical_profiles(fs, entity_df: pd.DataFrame, product_views: list[str]) -
     from prodvec.core.feast_ops import stack
 
     query = pd.DataFrame({C.USER_ID: entity_df[C.USER_ID].astype(str).to_numpy(),
-                          C.EVENT_TIMESTAMP: pd.to_datetime(entity_df[C.EVENT_TIMESTAMP], utc=True).to_numpy(),
+                          C.EVENT_TIMESTAMP: pd.to_datetime(entity_df[C.EVENT_TIMESTAMP], utc=True).reset_index(drop=True),
                           "_row": np.arange(len(entity_df))})
     views = [user_view_name(v) for v in product_views]
     features = [f"{view}:{name}" for view in views for name in FIELDS]

@@ -458,12 +458,13 @@ REPORT_OPTION = click.option("--report-dir", type=click.Path(path_type=Path), de
                              help="Where report.md/report.html go [default: reports/<shop directory name>].")
 
 
-def _write_report(shop, home: Path, online: str, schedule, out: Path | None, tasks=None) -> None:
+def _write_report(shop, home: Path, online: str, schedule, out: Path | None, tasks=None, known=None) -> None:
     from prodvec.report import build_report
 
     out = out if out is not None else Path("reports") / shop.root.name
     try:
-        result = build_report(shop, home, out, online=online, schedule=schedule, tasks=tasks, log=click.echo)
+        result = build_report(shop, home, out, online=online, schedule=schedule, tasks=tasks, known=known,
+                              log=click.echo)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     click.echo("")
@@ -599,7 +600,9 @@ def run(shop_dir: Path, home: Path | None, online: str, families, every_days: in
 
     click.echo(f"Data Docs (Great Expectations: the shop and every snapshot's validation): {data_docs_index(home)}")
     if not no_report:
-        _write_report(shop, home, online, schedule, report_dir)
+        # The report scores the same return task on the same served views: it reuses the pipeline's fit.
+        known = {result.returns_task: result.returns} if result.returns_task is not None else None
+        _write_report(shop, home, online, schedule, report_dir, known=known)
 
 
 if __name__ == "__main__":

@@ -102,3 +102,26 @@ def test_a_browser_shows_the_tables_and_every_picture(report):
             assert all(i["ok"] and i["h"] > 50 for i in images), images
         finally:
             browser.close()
+
+
+@pytest.mark.integration
+def test_the_report_reuses_the_pipelines_return_model_instead_of_fitting_it_again(served_home):
+    from prodvec.consumers.evaluation import EvalContext
+    from prodvec.consumers.returns import ReturnTask
+    from prodvec.core.snapshots import SnapshotStore, latest_views
+    from prodvec.report.build import served_cutoffs
+    from prodvec.report.tasks import evaluate_return_task
+
+    shop, schedule = served_home.shop, served_home.schedule
+    store = SnapshotStore(served_home.home)
+    views = latest_views(store)
+    # The task exactly as run_pipeline builds it, with numbers no real fit gives.
+    task = ReturnTask(eval_cutoff=schedule.eval_cutoff(shop), train_from=schedule.cutoffs(shop)[0])
+    frame = pd.DataFrame({"family": ["no_embedding", *views], "view": ["", *views.values()],
+                          "return_auc": 0.5 + 0.01 * np.arange(len(views) + 1), "return_pr_auc": 0.3,
+                          "train_orders": 10, "test_orders": 5, "test_rows_with_embedding": 1.0})
+    # No Feast store: only a reused frame can answer (the report's own task key must equal the pipeline's).
+    ctx = EvalContext(shop, None, views, schedule.eval_cutoff(shop), snapshot_times=served_cutoffs(store),
+                      known={task: frame})
+    result = evaluate_return_task(ctx)
+    assert result.table["return_auc"].tolist() == frame["return_auc"].tolist()

@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 from scipy.linalg import orthogonal_procrustes
+from threadpoolctl import threadpool_limits
 
 from prodvec.core import columns as C
 from prodvec.core.embeddings import Embeddings, InsufficientData
@@ -138,7 +139,8 @@ def _train_locked(shop, producer, cutoffs, store, validator, replace, keep_exist
             log(results[-1].line())
             continue
         seconds = time.perf_counter() - started
-        emb, alignment = align(emb, previous)
+        with threadpool_limits(1, user_api="blas"):  # one small SVD: threads only fight (see the gate)
+            emb, alignment = align(emb, previous)
         card = {
             "producer": producer.name,
             "description": producer.description,

@@ -115,14 +115,15 @@ def main_table(outcomes: list[TaskOutcome]) -> pd.DataFrame:
 
 def build_report(shop: Shop, home: str | Path, out_dir: str | Path, *, online: str = "sqlite",
                  schedule: Schedule = Schedule(), seed: int = 0, tasks: tuple[str, ...] | None = None,
-                 map_family: str | None = None, log=print) -> ReportResult:
+                 map_family: str | None = None, known: dict | None = None, log=print) -> ReportResult:
+    """`known`: results already computed on this home, keyed by task parameters (`EvalContext.known`)."""
     home, out_dir = Path(home), Path(out_dir)
     store = SnapshotStore(home)
     views = latest_views(store)
     if not views:
         raise ValueError(f"no served snapshot under {home}: run `prodvec run` (or produce + promote) first")
     ctx = EvalContext(shop, feast_ops.open_store(home, online), views, schedule.eval_cutoff(shop), seed=seed,
-                      snapshot_times=served_cutoffs(store))
+                      snapshot_times=served_cutoffs(store), known=dict(known or {}))
     outcomes = run_tasks(ctx, tasks, log=log)
     families = list(views)
     claims = fusion_claims(outcomes, families)
