@@ -154,7 +154,7 @@ def materialize(fs, home: str | Path, end: pd.Timestamp | None = None, views: li
             fs.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime(), feature_views=[name])
         newest = store.get(f"{family}/v{version}/{cutoffs[-1]}")
         if newest.cutoff <= end:  # a snapshot stamped after `end` is not loaded yet, by design
-            check_loaded(fs, name, store.read(newest))
+            check_loaded(fs, name, spread_sample(newest))
         if stale:
             store.mark_online_fresh(family, version)
         served[name] = newest.card()["rows"]
@@ -166,6 +166,27 @@ def materialize(fs, home: str | Path, end: pd.Timestamp | None = None, views: li
 
 class OnlineLoadError(RuntimeError):
     """The online store does not hold what was just loaded into it (it restarted or dropped keys)."""
+
+
+def spread_sample(ref, sample: int = 256):
+    """`sample` products spread evenly over a snapshot (the rows check_loaded reads back), read from its
+    Parquet without decoding the other vectors: reading all of them cost as much as the load itself
+    (0.8 s of a 2.8 s materialization of 100k x 256)."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    from prodvec.core.embeddings import Embeddings
+
+    n = pq.ParquetFile(ref.data_file).metadata.num_rows
+    rows = np.unique(np.linspace(0, n - 1, min(sample, n)).astype(np.int64)) if n else np.empty(0, np.int64)
+    with duckdb.connect(config={"threads": 1}) as con:
+        table = con.execute(f"SELECT {C.PRODUCT_ID}, {C.EMBEDDING} FROM read_parquet(?, file_row_number = true) "
+                            "WHERE file_row_number IN (SELECT unnest(?::BIGINT[])) ORDER BY file_row_number",
+                            [str(ref.data_file), rows.tolist()]).to_arrow_table()
+    vectors = table.column(C.EMBEDDING).combine_chunks()
+    dim = getattr(vectors.type, "list_size", None) or (len(vectors.flatten()) // max(len(table), 1))
+    return Embeddings(table.column(C.PRODUCT_ID).to_numpy(zero_copy_only=False),
+                      vectors.flatten().to_numpy(zero_copy_only=False).reshape(len(table), dim))
 
 
 def check_loaded(fs, name: str, newest, sample: int = 256) -> None:
