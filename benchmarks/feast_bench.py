@@ -8,14 +8,15 @@ same command are the headline, not absolute times.
   real redis-server: prodvec's EmbeddingComputeEngine, Feast's
   LocalComputeEngine (capped at --native-max rows: it needs a protobuf object
   per float), and the floor, the same number of rows of the same sizes loaded
-  with one bare `executemany` / Redis pipeline per 10k rows, bytes prepared
-  beforehand;
+  with one bare `executemany` per 10k rows / on Redis the faster of a pipeline
+  of HSETs and the plugin's Lua script without its newer-time check, bytes
+  prepared beforehand;
 * get_historical_features: prodvec's offline store, Feast's DuckDB offline
   store, and a hand-written DuckDB ASOF JOIN over the same Parquet (all
   returning an Arrow table);
 * online lookup latency (get_online_features, p50/p99) for 1 and 100 products.
 
-    .venv/bin/python benchmarks/feast_bench.py [--sizes 10000,100000] [--dims 64,256] [--large]
+    .venv/bin/python benchmarks/feast_bench.py [--feast-sizes 10000,100000] [--feast-dims 64,256] [--large] [--repeats 2]
 """
 
 from __future__ import annotations

@@ -316,3 +316,21 @@ def test_the_redis_script_keeps_or_replaces_stored_rows_exactly_as_feasts_write_
         written = []
         assert outcome(lambda: written.append(writer.write(keys, values, event, None))) == feast
         assert written == [sum(replaced)]
+
+
+def test_the_read_back_check_samples_the_snapshot_and_notices_a_lost_row(tmp_path):
+    """feast_ops.check_loaded reads 256 spread rows of the snapshot (not all of it) and the store's rows."""
+    served_home(tmp_path, n=600, dim=4)
+    fs = materialize(tmp_path, "sqlite", plugin=True)
+    store = SnapshotStore(tmp_path)
+    ref = store.get(f"fam/v1/{store.promoted('fam', 1)[-1]}")
+    sample, full = feast_ops.spread_sample(ref), store.read(ref)
+    rows = np.unique(np.linspace(0, len(full) - 1, 256).astype(int))
+    assert list(sample.ids) == list(full.ids[rows]) and same_bits(sample.vectors, full.vectors[rows])
+    assert feast_ops.read_back(fs, VIEW, ["P0003", "nope"])[1] is None  # a missing product reads as None
+    # The deleted row is the last one written (the newest snapshot's last product), one of the 256 sampled.
+    feast_ops.check_loaded(fs, VIEW, sample)  # everything is there
+    with sqlite3.connect(tmp_path / "feast" / "online_store.db") as conn:
+        conn.execute(f"DELETE FROM prodvec_{VIEW} WHERE rowid = (SELECT max(rowid) FROM prodvec_{VIEW})")
+    with pytest.raises(feast_ops.OnlineLoadError, match="1 of 256 products"):
+        feast_ops.check_loaded(fs, VIEW, sample)
