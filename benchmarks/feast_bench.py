@@ -245,6 +245,13 @@ def rate(result: dict) -> float | None:
     return result["rows"] / result["seconds"] if "seconds" in result else None
 
 
+def prepared(result: dict) -> None:
+    """Stop when the snapshot could not be written (e.g. over --stage-timeout): every contender would then
+    "materialize" an empty home in milliseconds."""
+    if "error" in result:
+        raise RuntimeError(f"preparing the benchmark snapshot failed: {result['error']}")
+
+
 def best_of(runs: int, measure) -> dict:
     """The fastest of `runs` measurements (each from an empty store, in a fresh process), with every run's
     seconds: on a shared machine the slower runs measure the neighbours; all contenders get the same runs."""
@@ -263,7 +270,7 @@ def bench_materialization(work: Path, sizes: list[int], dims: list[int], stores:
     for dim in dims:
         for n in sizes:
             home = work / f"mat_{n}_{dim}"
-            child("prepare", timeout, home=str(home), n=n, dim=dim)
+            prepared(child("prepare", timeout, home=str(home), n=n, dim=dim))
             for store, online in stores.items():
                 row = {"stage": "materialize", "store": store, "products": n, "dim": dim}
                 floors = ("pipeline", "script") if online.startswith("redis") else ("executemany",)
@@ -291,7 +298,7 @@ def bench_materialization(work: Path, sizes: list[int], dims: list[int], stores:
 
 def bench_lookup(work: Path, n: int, stores: dict[str, str], timeout: float, log) -> list[dict]:
     home = work / "lookup"
-    child("prepare", timeout, home=str(home), n=n, dim=64)
+    prepared(child("prepare", timeout, home=str(home), n=n, dim=64))
     out = []
     for store, online in stores.items():
         if online.startswith("redis"):
@@ -306,7 +313,7 @@ def bench_lookup(work: Path, n: int, stores: dict[str, str], timeout: float, log
 
 def bench_historical(work: Path, n_products: int, row_counts: list[int], timeout: float, log) -> list[dict]:
     home = work / "hist"
-    child("prepare", timeout, home=str(home), n=n_products, dim=64, snapshots=3)
+    prepared(child("prepare", timeout, home=str(home), n=n_products, dim=64, snapshots=3))
     out = []
     for rows in row_counts:
         row = {"stage": "historical", "entity_rows": rows, "products": n_products, "dim": 64, "snapshots": 3}
