@@ -261,3 +261,76 @@ def test_point_in_time_join_on_a_million_rows_matches_an_independent_answer(tmp_
     assert np.array_equal(got_snapshot, expected_snapshot)
     assert np.array_equal(values[:, 0].astype(int), products[rows[valid]])
     assert 0.1 < found.mean() < 0.95  # both outcomes are exercised
+
+
+def test_the_redis_script_keeps_or_replaces_stored_rows_exactly_as_feasts_write_does(tmp_path, redis_url):  # noqa: F811
+    """Feast's rule, decided inside Redis by the plugin's Lua script: a row is written only when the stored
+    event time is unset (or <= the epoch) or older; a newer or equal stored row stays, TTL only on writes."""
+    import redis
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    from prodvec.core.feast_plugin.encoding import entity_keys
+    from prodvec.core.feast_plugin.writers import RedisRows
+
+    served_home(tmp_path, n=3, dim=4)
+    fs = feast_ops.open_store(tmp_path, online=redis_url)
+    feast_ops.apply(fs, tmp_path)
+    view, store, config = fs.get_feature_view(VIEW), fs._get_provider().online_store, fs.config
+    client = redis.Redis(*redis_url.removeprefix("redis://").split(":"))
+    t = pd.Timestamp("2025-03-01 12:00:00.000007", tz="UTC")
+    us = pd.Timedelta(microseconds=1)
+    before_epoch, long_before = pd.Timestamp("1960-05-01", tz="UTC"), pd.Timestamp("1950-01-01", tz="UTC")
+    # (stored event time or None, incoming event time) per product
+    cases = [(None, t), (t - us, t), (t, t), (t + us, t), (t - pd.Timedelta(days=400), t), (before_epoch, t),
+             (t, long_before), (before_epoch, long_before), (pd.Timestamp(0, tz="UTC"), t),
+             (t.floor("s"), t), (t + pd.Timedelta(seconds=1), t)]
+    ids = [f"Q{i}" for i in range(len(cases))]
+
+    def rows(values: list[float], times: list) -> list:
+        return [(EntityKey(join_keys=["product_id"], entity_values=[Value(string_val=i)]),
+                 {"embedding": Value(float_list_val={"val": [v] * 4})}, ts.to_pydatetime(), None)
+                for i, v, ts in zip(ids, values, times) if ts is not None]
+
+    def outcome(write) -> dict:
+        client.flushall()
+        config.online_store.key_ttl_seconds = None  # the stored rows never expire; the new writes do
+        store.online_write_batch(config, view, rows([1.0] * len(cases), [old for old, _ in cases]), None)
+        config.online_store.key_ttl_seconds = 600
+        write()
+        return {key: (client.hgetall(key), client.ttl(key)) for key in client.keys("*")}
+
+    incoming = rows([2.0] * len(cases), [new for _, new in cases])
+    feast = outcome(lambda: store.online_write_batch(config, view, incoming, None))
+    writer = RedisRows(store, config, view, VIEW)
+    keys = entity_keys("product_id", pa.array(ids), 2, writer.key_suffix())
+    values = {"embedding": [r[1]["embedding"].SerializeToString() for r in incoming]}
+    event = pa.array([new for _, new in cases], pa.timestamp("us", tz="UTC"))
+    # What Feast decided, spelled out: written where nothing (or a time <= the epoch) was stored or it was older.
+    replaced = [bool(feast[k][0].get(next(f for f in feast[k][0] if not f.startswith(b"_ts")))
+                     == values["embedding"][i]) for i, k in enumerate(keys)]
+    assert replaced == [True, True, False, False, True, True, False, True, True, True, False]
+    assert all((feast[k][1] > 0) == r for k, r in zip(keys, replaced))  # the TTL is set by a write only
+    for two_pass in (False, True):  # the script; Feast's read-then-write pipeline, kept for Redis Cluster
+        writer.cluster = two_pass
+        written = []
+        assert outcome(lambda: written.append(writer.write(keys, values, event, None))) == feast
+        assert written == [sum(replaced)]
+
+
+def test_the_read_back_check_samples_the_snapshot_and_notices_a_lost_row(tmp_path):
+    """feast_ops.check_loaded reads 256 spread rows of the snapshot (not all of it) and the store's rows."""
+    served_home(tmp_path, n=600, dim=4)
+    fs = materialize(tmp_path, "sqlite", plugin=True)
+    store = SnapshotStore(tmp_path)
+    ref = store.get(f"fam/v1/{store.promoted('fam', 1)[-1]}")
+    sample, full = feast_ops.spread_sample(ref), store.read(ref)
+    rows = np.unique(np.linspace(0, len(full) - 1, 256).astype(int))
+    assert list(sample.ids) == list(full.ids[rows]) and same_bits(sample.vectors, full.vectors[rows])
+    assert feast_ops.read_back(fs, VIEW, ["P0003", "nope"])[1] is None  # a missing product reads as None
+    # The deleted row is the last one written (the newest snapshot's last product), one of the 256 sampled.
+    feast_ops.check_loaded(fs, VIEW, sample)  # everything is there
+    with sqlite3.connect(tmp_path / "feast" / "online_store.db") as conn:
+        conn.execute(f"DELETE FROM prodvec_{VIEW} WHERE rowid = (SELECT max(rowid) FROM prodvec_{VIEW})")
+    with pytest.raises(feast_ops.OnlineLoadError, match="1 of 256 products"):
+        feast_ops.check_loaded(fs, VIEW, sample)

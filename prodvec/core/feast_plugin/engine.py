@@ -12,11 +12,12 @@ block, or write `batch_engine: local`, to go back to Feast's own engine.
 An *embedding view* is a plain FeatureView, online, whose features are all
 `Array(Float32)`, keyed by one STRING or INT64/INT32 join key, read from a
 Parquet FileSource with no field mapping, served by Feast's SQLite or Redis
-online store. Such a view is materialized by streaming: DuckDB yields the
-latest row per entity within [start, end] in Arrow batches (source.py), each
-batch is turned into the store's own row bytes with numpy (encoding.py) and
-written in one transaction / pipeline (writers.py). Peak memory is a batch
-plus one small (key, timestamps) pass, whatever the table's size.
+online store. Such a view is materialized by streaming: DuckDB picks the
+latest row per entity within [start, end] from the key and time columns and
+pyarrow streams those rows in Arrow batches (source.py), each batch is turned
+into the store's own row bytes with numpy (encoding.py) and written in one
+transaction / one pipeline of Lua script calls (writers.py). Peak memory is a
+batch plus one small (key, timestamps) pass, whatever the table's size.
 
 Every other view (transformations, aggregations, other stores, offline
 writes) goes to Feast's `LocalComputeEngine` unchanged.
