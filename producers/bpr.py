@@ -93,10 +93,10 @@ class ClicksBPR(Producer):
         gamma_p = torch.as_tensor(init_p, device=device)
         beta_p = torch.zeros(n_products, device=device)
         params = [gamma_u, gamma_p, beta_p]
-        # Lazy Adam (moments and rows updated only where the batch has a gradient): a dense Adam
-        # step touches every user and product row, so its cost per epoch grew with the catalogue
-        # times the interactions (x2.1 seconds per 10k products from 10k to 100k products).
-        optimiser = LazyAdam(params, lr=cfg.lr)
+        for param in params:
+            param.grad = torch.zeros_like(param)
+        # Fused Adam: one kernel per tensor instead of a dozen per step.
+        optimiser = torch.optim.Adam(params, lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
 
         u_all = torch.as_tensor(users, device=device)
         p_all = torch.as_tensor(products, device=device)
@@ -110,14 +110,14 @@ class ClicksBPR(Producer):
             negatives = torch.as_tensor(rng.integers(0, n_products, n), device=device)
             for start in range(0, n, cfg.batch_size):
                 batch = slice(start, start + cfg.batch_size)
-                optimiser.step(gradients(u_epoch[batch], p_epoch[batch], negatives[batch], w_epoch[batch]))
+                gradients(u_epoch[batch], p_epoch[batch], negatives[batch], w_epoch[batch])
+                optimiser.step()
         return Embeddings(product_ids, gamma_p.cpu().numpy())
 
 
 class BPRGradients:
-    """The gradient of the batch loss
-    -mean(w · log σ(x_up - x_uq)) + l2 · (‖γ_u‖² + ‖γ_p‖² + ‖γ_q‖²) / batch,
-    as (rows, gradient rows) per parameter: one row per distinct user or product of the batch.
+    """Writes into each parameter's .grad the gradient of the batch loss
+    -mean(w · log σ(x_up - x_uq)) + l2 · (‖γ_u‖² + ‖γ_p‖² + ‖γ_q‖²) / batch.
 
     Written out by hand rather than with autograd: the loss is three dot
     products, and autograd's backward of an indexed lookup (a sorted scatter
@@ -135,7 +135,7 @@ class BPRGradients:
         self.gu, self.gp, self.gq, self.tmp = (torch.empty(batch_size, dim, device=params[1].device) for _ in range(4))
         self.ones = torch.ones(dim, device=params[1].device)
 
-    def __call__(self, u, p, q, w) -> list:
+    def __call__(self, u, p, q, w) -> None:
         import torch
 
         gamma_u, gamma_p, beta_p = self.params
@@ -149,44 +149,16 @@ class BPRGradients:
         diff = torch.mul(gu, gp, out=tmp) @ self.ones + beta_p.index_select(0, p) - beta_p.index_select(0, q)
         # d/d diff of -w log σ(diff) / B is -w σ(-diff) / B.
         dd = (-w * torch.sigmoid(-diff) / n).unsqueeze(1)
-        # Distinct rows of the batch; the L2 term's gradient summed over the batch is
-        # 2·l2/B · (times a row was drawn) · row.
+        # The L2 term's gradient summed over the batch is 2·l2/B · (times a row was drawn) · row:
+        # one pass over the tables instead of three over the batch.
         decay = 2 * self.l2 / n
-        users, u_at = torch.unique(u, return_inverse=True)
-        grad_u = gamma_u.index_select(0, users).mul_(torch.bincount(u_at).unsqueeze(1) * decay)
-        grad_u.index_add_(0, u_at, torch.mul(gp, dd, out=tmp))
-        products, pq_at = torch.unique(torch.cat([p, q]), return_inverse=True)
-        p_at, q_at = pq_at[:n], pq_at[n:]
-        grad_p = gamma_p.index_select(0, products).mul_(torch.bincount(pq_at).unsqueeze(1) * decay)
+        gamma_u.grad.copy_(gamma_u).mul_(torch.bincount(u, minlength=len(gamma_u)).unsqueeze(1) * decay)
+        drawn = torch.bincount(p, minlength=len(gamma_p)) + torch.bincount(q, minlength=len(gamma_p))
+        gamma_p.grad.copy_(gamma_p).mul_(drawn.unsqueeze(1) * decay)
+        gamma_u.grad.index_add_(0, u, torch.mul(gp, dd, out=tmp))
         torch.mul(gu, dd, out=tmp)
-        grad_p.index_add_(0, p_at, tmp)
-        grad_p.index_add_(0, q_at, tmp.neg_())
-        grad_b = torch.zeros(len(products), device=beta_p.device)
-        grad_b.index_add_(0, p_at, dd.squeeze(1))
-        grad_b.index_add_(0, q_at, dd.squeeze(1).neg())
-        return [(users, grad_u), (products, grad_p), (products, grad_b)]
-
-
-class LazyAdam:
-    """Adam whose step updates the moments and values of the given rows only (torch's SparseAdam
-    rule, bias correction by the step count), on dense tensors: SparseAdam's sparse-tensor
-    bookkeeping tripled the time of a BPR epoch on the default shop."""
-
-    def __init__(self, params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
-        import torch
-
-        self.params, self.lr, self.betas, self.eps, self.t = params, lr, betas, eps, 0
-        self.moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
-
-    def step(self, gradients: list) -> None:
-        b1, b2 = self.betas
-        self.t += 1
-        step_size = self.lr / (1 - b1**self.t)
-        root_correction = (1 - b2**self.t) ** 0.5
-        for param, (m_all, v_all), (rows, grad) in zip(self.params, self.moments, gradients):
-            m = m_all.index_select(0, rows).lerp_(grad, 1 - b1)
-            v = v_all.index_select(0, rows).mul_(b2).addcmul_(grad, grad, value=1 - b2)
-            m_all.index_copy_(0, rows, m)
-            v_all.index_copy_(0, rows, v)
-            # rows are distinct, so index_add_ is a scatter of the update
-            param.index_add_(0, rows, m.div_(v.sqrt_().div_(root_correction).add_(self.eps)), alpha=-step_size)
+        gamma_p.grad.index_add_(0, p, tmp)
+        gamma_p.grad.index_add_(0, q, tmp.neg_())
+        beta_p.grad.zero_()
+        beta_p.grad.index_add_(0, p, dd.squeeze(1))
+        beta_p.grad.index_add_(0, q, dd.squeeze(1).neg())
