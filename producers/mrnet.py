@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 from prodvec.core import columns as C
 from prodvec.core.embeddings import Embeddings, InsufficientData
 from prodvec.core.producer import Producer, ProducerConfig, TrainContext
-from prodvec.producers.torch_utils import seed_torch, torch_device, with_anchor_pull
+from prodvec.producers.torch_utils import one_thread, seed_torch, torch_device, with_anchor_pull
 from prodvec.producers.mrnet_tasks import CLASSIFY, REGRESS, Task, build_tasks, tokenise
 from prodvec.producers.sparse_autoencoder import SparseAutoencoderConfig, fit_sparse_autoencoder
 from prodvec.core.shop.model import TEXT, Shop
@@ -187,6 +187,11 @@ class MRNet(Producer):
     min_coverage = 0.99
 
     def train(self, shop: Shop, context: TrainContext) -> Embeddings:
+        # Steps of a few hundred short titles are too small to split across threads (see one_thread).
+        with one_thread():
+            return self._fit(shop, context)
+
+    def _fit(self, shop: Shop, context: TrainContext) -> Embeddings:
         import torch
         from torch import nn
 
