@@ -237,13 +237,13 @@ class MRNet(Producer):
         offset = nn.Parameter(torch.zeros(cfg.dim, device=device))  # used by the anchor only
         optimiser = torch.optim.Adam([*encoder.parameters(), *heads.parameters(), offset], lr=cfg.lr)
 
-        # Anchors: with product groups the output is the autoencoder's code,
-        # so the pull acts there; otherwise on z.
+        # Anchors: the pull acts on z, which is served when the product-group
+        # code is not (see sae_min_r2), and on the autoencoder's code too.
         anchors, anchored = None, np.zeros(n, dtype=bool)
         warm = context.previous_rows(products[C.PRODUCT_ID], cfg.dim)
         if warm is not None and cfg.anchor > 0:
             anchors, anchored = warm
-        pull_z = anchors is not None and not cfg.product_groups and anchored.any()
+        pull_z = anchors is not None and anchored.any()
         if pull_z:
             anchor_t, anchored_t = torch.as_tensor(anchors, device=device), torch.as_tensor(anchored, device=device)
 
