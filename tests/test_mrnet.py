@@ -11,6 +11,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from prodvec.core.producer import TrainContext
+from prodvec.producers.mrnet import linear_r2
 from prodvec.producers.mrnet_tasks import CLASSIFY, build_tasks
 from prodvec.producers import make_producer, producer_class
 from tests.producer_data import known_answer_shop, same_category_share
@@ -32,9 +33,12 @@ def train(shop, **overrides):
 def embedded(shop_and_truth):
     """Rows in catalogue order: every product has a title, so every one is embedded."""
     shop, _ = shop_and_truth
-    emb = train(shop)
+    producer = make_producer("mrnet", FAST)
+    emb = producer.train(shop, TrainContext(cutoff=shop.end, progress=False))
     vectors, found = emb.lookup(shop.products["product_id"])
     assert found.all()
+    # The served vectors are the product-group code, which keeps what z learned.
+    assert producer.card_extras_["mrnet"]["output"] == "sparse code", producer.card_extras_
     return vectors
 
 
@@ -99,3 +103,21 @@ def test_retraining_from_the_previous_snapshot_stays_near_it(shop_and_truth):
         return np.linalg.norm(a @ u @ vt - b) / np.linalg.norm(b)
 
     assert distance(warm) < 0.8 * distance(cold), (distance(warm), distance(cold))
+
+
+def test_linear_r2_reads_back_a_linear_map_and_not_noise():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 8))
+    assert linear_r2(x, x @ rng.normal(size=(8, 4)) + 3.0) > 0.999
+    assert linear_r2(x, rng.normal(size=(500, 4))) < 0.05
+
+
+def test_a_code_that_loses_z_is_not_served_and_z_still_learns(shop_and_truth):
+    """With a read-back bar no code can meet, the shared z is served: the card says so and z knows the categories."""
+    shop, truth = shop_and_truth
+    producer = make_producer("mrnet", {**FAST, "sae_min_r2": 1.01})
+    emb = producer.train(shop, TrainContext(cutoff=shop.end, progress=False))
+    card = producer.card_extras_["mrnet"]
+    assert card["output"] == "shared z" and 0 < card["code_r2"] < 1.01
+    vectors, _ = emb.lookup(shop.products["product_id"])
+    assert same_category_share(vectors, truth) > 0.8

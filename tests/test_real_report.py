@@ -134,7 +134,8 @@ def test_absent_data_sets_are_skipped_with_a_reason_and_the_report_still_written
 SMALL = real.RealConfig(
     myntra_photos=300, myntra_without_photo=100, rf_trees=10, small_train=100,
     myntra_overrides={"text_dae": {"epochs": 3}, "mrnet": {"epochs": 2, "w2v_epochs": 1, "adapter_steps": 5,
-                                                           "sae_epochs": 2}, "image_siamese": {"epochs": 2}},
+                                                           "sae_epochs": 2, "sae_min_steps": 0},
+                       "image_siamese": {"epochs": 2}},
     train_sessions=1500, test_sessions=300,
     session_overrides={"prod2vec": {"epochs": 5}, "clicks_bpr": {"epochs": 3}, "sasrec": {"epochs": 2}},
     retail_every_days=364, retail_overrides={"text_dae": {"epochs": 2}})
