@@ -224,6 +224,8 @@ def choose_weights(scores: np.ndarray, session: np.ndarray, positive: np.ndarray
             for factor in (0.0, 0.5, 2.0, 4.0):
                 trial = weights.copy()
                 trial[i] *= factor
+                if trial.sum() <= 0:  # one modality zeroed: no weights left to spread
+                    continue
                 # Mixed with the uniform floor: every weight at least `minimum`, the sum still 1.
                 trial = minimum + (1 - m * minimum) * trial / trial.sum()
                 value = session_auc(scores @ trial, session, positive)
