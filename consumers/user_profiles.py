@@ -42,9 +42,11 @@ def profile_rows(orders: pd.DataFrame, matrix: np.ndarray, found: np.ndarray) ->
     unit = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
     back = orders[C.RETURNED].to_numpy(bool) & found
     users = orders[C.USER_ID].astype(str).to_numpy()
-    # Times as naive UTC datetime64: a tz-aware column's plain to_numpy() is an object array of
-    # Timestamps, built one by one (it was a fifth of the return model's time).
-    utc = lambda column: pd.to_datetime(orders[column], utc=True).to_numpy(dtype="datetime64[ns]")  # noqa: E731
+    def utc(column: str) -> np.ndarray:
+        # Naive UTC datetime64: a tz-aware column's plain to_numpy() is an object array of
+        # Timestamps, built one by one (it was a fifth of the return model's time).
+        return pd.to_datetime(orders[column], utc=True).to_numpy(dtype="datetime64[ns]")
+
     # Two kinds of event: a purchase adds to `bought` at its order time, a return to `returned` at its return time.
     user = np.concatenate([users[found], users[back]])
     t = np.concatenate([utc(C.ORDERED_AT)[found], utc(C.RETURNED_AT)[back]])

@@ -70,12 +70,8 @@ class ClicksBPR(Producer):
     description = "BPR matrix factorisation on clicks, carts and purchases (Rendle et al. 2009)"
     min_coverage = 0.2
 
+    @one_thread()  # each step is a few thousand rows of 64 floats: too small to split across threads
     def train(self, shop: Shop, context: TrainContext) -> Embeddings:
-        # Each step is a few thousand rows of 64 floats: too small to split across threads.
-        with one_thread():
-            return self._train(shop, context)
-
-    def _train(self, shop: Shop, context: TrainContext) -> Embeddings:
         import torch
 
         cfg = self.config

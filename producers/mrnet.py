@@ -198,12 +198,8 @@ class MRNet(Producer):
     description = "MRNet-Product2Vec: multi-task BiLSTM over title and description word vectors (Biswas et al. 2017)"
     min_coverage = 0.99
 
+    @one_thread()  # steps of a few hundred short titles are too small to split across threads
     def train(self, shop: Shop, context: TrainContext) -> Embeddings:
-        # Steps of a few hundred short titles are too small to split across threads (see one_thread).
-        with one_thread():
-            return self._fit(shop, context)
-
-    def _fit(self, shop: Shop, context: TrainContext) -> Embeddings:
         import torch
         from torch import nn
 
@@ -315,10 +311,11 @@ class MRNet(Producer):
 
 def linear_r2(x: np.ndarray, y: np.ndarray) -> float:
     """Share of y's variance a least-squares linear map of x (with intercept) reproduces."""
-    design = np.column_stack([x, np.ones(len(x))]).astype(np.float64)
-    centred = y.astype(np.float64) - y.mean(axis=0)
-    coef, *_ = np.linalg.lstsq(design, centred, rcond=None)
-    return 1.0 - float(((design @ coef - centred) ** 2).sum() / max((centred ** 2).sum(), 1e-12))
+    from sklearn.linear_model import LinearRegression
+    from sklearn.metrics import r2_score
+
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    return float(r2_score(y, LinearRegression().fit(x, y).predict(x), multioutput="variance_weighted"))
 
 
 def category_groups(products: pd.DataFrame, min_size: int) -> tuple[np.ndarray, pd.Index]:

@@ -99,12 +99,8 @@ class TextDAE(Producer):
     description = "Denoising autoencoder on one-hot side information and title tokens"
     min_coverage = 0.99
 
+    @one_thread()  # each step is small: a batch of sparse rows, a few hundred sampled columns
     def train(self, shop: Shop, context: TrainContext) -> Embeddings:
-        # Each step is small (a batch of sparse rows, a few hundred sampled columns).
-        with one_thread():
-            return self._train(shop, context)
-
-    def _train(self, shop: Shop, context: TrainContext) -> Embeddings:
         import torch
         from torch import nn
         from torch.nn import functional as F

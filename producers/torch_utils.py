@@ -42,7 +42,8 @@ def with_anchor_pull(loss, weight: float, codes, previous, pulled, offset):
 
 @contextmanager
 def one_thread():
-    """Run torch on one intra-op thread for a training loop of small steps, then restore the count.
+    """Run torch on one intra-op thread for a training loop of small steps, then restore the count
+    (a context manager, or `@one_thread()` on a producer's `train`).
 
     A step over a few thousand rows is too small to split: a second thread only
     adds synchronisation, which on the shared 2-core machine cost 10x the CPU

@@ -168,6 +168,11 @@ class OnlineLoadError(RuntimeError):
     """The online store does not hold what was just loaded into it (it restarted or dropped keys)."""
 
 
+def spread_rows(n: int, sample: int) -> np.ndarray:
+    """At most `sample` row positions spread evenly over `n` rows."""
+    return np.unique(np.linspace(0, n - 1, min(sample, n)).astype(np.int64)) if n else np.empty(0, np.int64)
+
+
 def spread_sample(ref, sample: int = 256):
     """`sample` products spread evenly over a snapshot (the rows check_loaded reads back), read from its
     Parquet without decoding the other vectors: reading all of them cost as much as the load itself
@@ -177,8 +182,7 @@ def spread_sample(ref, sample: int = 256):
 
     from prodvec.core.embeddings import Embeddings
 
-    n = pq.ParquetFile(ref.data_file).metadata.num_rows
-    rows = np.unique(np.linspace(0, n - 1, min(sample, n)).astype(np.int64)) if n else np.empty(0, np.int64)
+    rows = spread_rows(pq.ParquetFile(ref.data_file).metadata.num_rows, sample)
     with duckdb.connect(config={"threads": 1}) as con:
         table = con.execute(f"SELECT {C.PRODUCT_ID}, {C.EMBEDDING} FROM read_parquet(?, file_row_number = true) "
                             "WHERE file_row_number IN (SELECT unnest(?::BIGINT[])) ORDER BY file_row_number",
@@ -217,7 +221,7 @@ def check_loaded(fs, name: str, newest, sample: int = 256) -> None:
     rows written before, and Feast's client reconnects silently, so the load alone looks successful."""
     if len(newest) == 0:
         return
-    rows = np.unique(np.linspace(0, len(newest) - 1, min(sample, len(newest))).astype(int))
+    rows = spread_rows(len(newest), sample)
     got = read_back(fs, name, newest.ids[rows])
     wrong = [str(newest.ids[r]) for r, v in zip(rows, got)
              if v is None or not np.array_equal(np.asarray(v, np.float32), newest.vectors[r], equal_nan=True)]
