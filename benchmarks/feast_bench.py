@@ -43,6 +43,7 @@ SECTION = "## Feast plugin"
 # -- child side --------------------------------------------------------------------------------------------------
 def prepare(home: str, n: int, dim: int, snapshots: int = 1) -> dict:
     from prodvec.core.embeddings import Embeddings
+    from prodvec.core.neighbours import ensure_index
     from prodvec.core.snapshots import SnapshotStore
 
     store = SnapshotStore(home)
@@ -52,6 +53,9 @@ def prepare(home: str, n: int, dim: int, snapshots: int = 1) -> dict:
         ref = store.write("bench", 1, CUTOFF + pd.Timedelta(days=30 * s),
                           Embeddings(ids, rng.normal(size=(n, dim)).astype(np.float32)), {})
         store.update_card(ref, validation={"success": True, "summary": "bench"})
+        # A flat (exact) neighbour index: promote would otherwise build HNSW over every snapshot first, minutes
+        # at 1M rows, which is serving's cost, not materialization's.
+        ensure_index(store, ref, kind="flat")
         store.promote(ref)
     return {}
 

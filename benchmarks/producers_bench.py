@@ -98,14 +98,14 @@ def _bpr(shop_dir: str, threads: str, which: str) -> dict:
         pd.Index(product_ids).get_indexer(events[C.PRODUCT_ID])
     held = users[~train].astype(np.int64) * len(product_ids) + products[~train]
     train_shop = dataclasses.replace(shop, events=events[~np.isin(pair, held)])
-    # Both libraries loaded before the clock starts: a pipeline loads torch once for every producer, and
-    # its import (plus the 1.7 s of torch._dynamo that use_deterministic_algorithms pulls in on first call)
-    # would otherwise swamp the training being compared.
-    import torch
+    # Both sides loaded before the clock starts: implicit, and the producer's compiled kernel (numba's import
+    # and the cached machine code, ~0.5 s idle), which a pipeline loads once for every cutoff.
     from implicit.cpu.bpr import BayesianPersonalizedRanking
 
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.set_num_threads(int(threads))  # the torch producer: same thread count as implicit's
+    from prodvec.producers import bpr_kernel
+
+    bpr_kernel.load()
+    # The producer's kernel runs on one thread whatever `threads` says; implicit uses `threads`.
     started, cpu = time.perf_counter(), time.process_time()
     if which == "implicit":
         matrix = sparse.csr_matrix((np.ones(train.sum(), np.float32), (users[train], products[train])),

@@ -47,8 +47,7 @@ def one_thread():
 
     A step over a few thousand rows is too small to split: a second thread only
     adds synchronisation, which on the shared 2-core machine cost 10x the CPU
-    (text_dae, Myntra 41k, one epoch: 58 s CPU on two threads, 4.5 s on one;
-    clicks_bpr on the default shop: 7-12 s wall on two, 0.7-0.9 s on one).
+    (text_dae, Myntra 41k, one epoch: 58 s CPU on two threads, 4.5 s on one).
     """
     import torch
 

@@ -1,0 +1,61 @@
+"""clicks_bpr trains in a compiled loop (producers/bpr_kernel.py): it must be the weighted BPR loss's
+gradient under torch's SparseAdam rule, step for step, with rows repeated inside a batch."""
+
+import numpy as np
+import torch
+
+from prodvec.producers.bpr import Trainer
+
+
+def torch_reference(gamma_u, gamma_p, batches, lr, l2):
+    """The same training with autograd and torch.optim.SparseAdam (only rows with a gradient move)."""
+    users = torch.nn.Embedding.from_pretrained(torch.tensor(gamma_u), freeze=False, sparse=True)
+    products = torch.nn.Embedding.from_pretrained(torch.tensor(gamma_p), freeze=False, sparse=True)
+    bias = torch.nn.Embedding.from_pretrained(torch.zeros(len(gamma_p), 1), freeze=False, sparse=True)
+    optimiser = torch.optim.SparseAdam([users.weight, products.weight, bias.weight], lr=lr)
+    for u, p, q, w in batches:
+        u, p, q, w = (torch.as_tensor(a) for a in (u, p, q, w))
+        gu, gp, gq = users(u), products(p), products(q)
+        diff = (bias(p) - bias(q)).squeeze(1) + (gu * (gp - gq)).sum(1)
+        loss = -(w * torch.nn.functional.logsigmoid(diff)).mean()
+        loss = loss + l2 * (gu.pow(2).sum() + gp.pow(2).sum() + gq.pow(2).sum()) / len(u)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return users.weight.detach().numpy(), products.weight.detach().numpy(), bias.weight.detach().numpy()
+
+
+def test_compiled_epochs_equal_autograd_with_sparse_adam():
+    rng = np.random.default_rng(0)
+    n_users, n_products, dim, batch, lr, l2 = 9, 13, 6, 40, 0.05, 0.3  # few rows: repeats in every batch
+    gamma_u = rng.normal(0, 0.5, (n_users, dim)).astype(np.float32)
+    gamma_p = rng.normal(0, 0.5, (n_products, dim)).astype(np.float32)
+    trainer = Trainer(gamma_u.copy(), gamma_p.copy(), batch_size=batch, lr=lr, l2=l2)
+    batches = []
+    for _ in range(3):  # three epochs of 100 triples: batches of 40, 40 and a short one of 20
+        u, p, q = (rng.integers(0, n, 100) for n in (n_users, n_products, n_products))
+        p[:5] = q[:5]  # a triple whose positive and negative are one row: its product gradient cancels
+        w = rng.uniform(0.5, 2, 100).astype(np.float32)
+        trainer.epoch(u, p, q, w)
+        batches += [(u[s:s + batch], p[s:s + batch], q[s:s + batch], w[s:s + batch]) for s in range(0, 100, batch)]
+    want_u, want_p, want_b = torch_reference(gamma_u, gamma_p, batches, lr, l2)
+    assert trainer.step == 9
+    # Adam divides by the gradient's running size, so float32 rounding in sums that nearly cancel (a bias
+    # row's ±terms) shows at ~1e-4 of one step (lr = 0.05); a wrong formula would be off by a step.
+    for got, want in zip(trainer.tables, (want_u, want_p, want_b)):
+        np.testing.assert_allclose(got, want, rtol=0, atol=2e-4)
+    assert np.abs(trainer.gamma_p - gamma_p).max() > 0.1  # it trained: the comparison is not of two copies
+
+
+def test_a_row_no_batch_touches_does_not_move():
+    rng = np.random.default_rng(1)
+    gamma_u = rng.normal(0, 0.5, (4, 3)).astype(np.float32)
+    gamma_p = rng.normal(0, 0.5, (6, 3)).astype(np.float32)
+    trainer = Trainer(gamma_u.copy(), gamma_p.copy(), batch_size=8, lr=0.1, l2=0.01)
+    u, p, q = rng.integers(0, 3, 16), rng.integers(0, 5, 16), rng.integers(0, 5, 16)  # user 3, product 5 unused
+    for _ in range(5):
+        trainer.epoch(u, p, q, np.ones(16, np.float32))
+    np.testing.assert_array_equal(trainer.tables[0][3], gamma_u[3])
+    np.testing.assert_array_equal(trainer.gamma_p[5], gamma_p[5])
+    assert not np.allclose(trainer.gamma_p[:5], gamma_p[:5])
+    assert all(not g.any() for g in trainer.grads)  # gradients are left zero for the next batch
