@@ -95,31 +95,36 @@ class ClicksBPR(Producer):
 
 
 class Trainer:
-    """BPR's parameters, Adam's moments and the kernels' scratch space, allocated once; `epoch` trains.
-
-    β_p is kept as an n×1 table so that one Adam routine serves every table.
-    """
+    """BPR's parameters with their gradients and Adam's moments (bpr_kernel's row layout: (rows, 4, dim),
+    β_p as dim 1) and the kernels' scratch space, allocated once; `epoch` trains."""
 
     def __init__(self, gamma_u: np.ndarray, gamma_p: np.ndarray, batch_size: int, lr: float, l2: float,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
-        tables = (np.ascontiguousarray(gamma_u, np.float32), np.ascontiguousarray(gamma_p, np.float32),
-                  np.zeros((len(gamma_p), 1), np.float32))
-        self.tables = tables
-        self.moments = tuple(np.zeros_like(t) for t in tables for _ in range(2))
-        self.grads = tuple(np.zeros_like(t) for t in tables)
+        from prodvec.producers.bpr_kernel import PARAM
+
+        self.users = np.zeros((len(gamma_u), 4, gamma_u.shape[1]), np.float32)
+        self.products = np.zeros((len(gamma_p), 4, gamma_p.shape[1]), np.float32)
+        self.bias = np.zeros((len(gamma_p), 4, 1), np.float32)
+        self.users[:, PARAM], self.products[:, PARAM] = gamma_u, gamma_p
         self.stamps = (np.zeros(len(gamma_u), np.int64), np.zeros(len(gamma_p), np.int64))
         self.rows_u, self.rows_p = np.empty(batch_size, np.int64), np.empty(2 * batch_size, np.int64)
         self.batch_size, self.lr, self.l2, self.betas, self.eps = batch_size, lr, l2, betas, eps
         self.step = 0
 
+    def part(self, table: str, what: str) -> np.ndarray:
+        """A copy of one part of a table: `table` users/products/bias, `what` param/grad/m/v."""
+        from prodvec.producers import bpr_kernel
+
+        return getattr(self, table)[:, getattr(bpr_kernel, what.upper())].copy()
+
     @property
     def gamma_p(self) -> np.ndarray:
-        return self.tables[1]
+        return self.part("products", "param")
 
     def epoch(self, users: np.ndarray, products: np.ndarray, negatives: np.ndarray, weights: np.ndarray) -> None:
         from prodvec.producers.bpr_kernel import train_epoch
 
-        self.step = train_epoch(self.tables, self.moments, self.grads, self.stamps, self.rows_u, self.rows_p,
+        self.step = train_epoch(self.users, self.products, self.bias, *self.stamps, self.rows_u, self.rows_p,
                                 users.astype(np.int64, copy=False), products.astype(np.int64, copy=False),
                                 negatives.astype(np.int64, copy=False), weights.astype(np.float32, copy=False),
                                 self.batch_size, self.lr, self.l2, self.betas[0], self.betas[1], self.eps, self.step)

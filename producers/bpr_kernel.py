@@ -26,10 +26,15 @@ from numba import njit
 FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 
+# Each table holds a row's parameter, gradient and Adam's two moments side by side, shape (rows, 4, dim): a
+# step reaches a row once, as one contiguous block, where four separate tables cost four cache misses (at
+# 100k products the tables outgrow the cache and the step was bound by those misses).
+PARAM, GRAD, M, V = 0, 1, 2, 3
+
+
 @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
-def accumulate(gamma_u, gamma_p, beta_p, u, p, q, w, l2, grad_u, grad_p, grad_b,
-               stamp_u, stamp_p, mark, rows_u, rows_p):  # pragma: no cover - compiled
-    """Add to the zero gradient tables the gradient of the batch loss
+def accumulate(users, products, bias, u, p, q, w, l2, stamp_u, stamp_p, mark, rows_u, rows_p):  # pragma: no cover
+    """Add to the zero gradients the gradient of the batch loss
     -mean(w · log σ(x_up - x_uq)) + l2 · Σ_batch (‖γ_u‖² + ‖γ_p‖² + ‖γ_q‖²) / batch,
     x_up - x_uq = γ_u·(γ_p - γ_q) + β_p - β_q, and list the distinct rows it touched.
 
@@ -37,7 +42,7 @@ def accumulate(gamma_u, gamma_p, beta_p, u, p, q, w, l2, grad_u, grad_p, grad_b,
     sort. Returns (number of user rows, number of product rows).
     """
     n = u.shape[0]
-    dim = gamma_p.shape[1]
+    dim = products.shape[2]
     decay = np.float32(2.0 * l2 / n)
     n_u = 0
     n_p = 0
@@ -55,33 +60,33 @@ def accumulate(gamma_u, gamma_p, beta_p, u, p, q, w, l2, grad_u, grad_p, grad_b,
             stamp_p[c] = mark
             rows_p[n_p] = c
             n_p += 1
-        ru, rp, rq = gamma_u[a], gamma_p[b], gamma_p[c]
-        diff = beta_p[b] - beta_p[c]
+        ru, rp, rq = users[a, PARAM], products[b, PARAM], products[c, PARAM]
+        diff = bias[b, PARAM, 0] - bias[c, PARAM, 0]
         for k in range(dim):
             diff += ru[k] * (rp[k] - rq[k])
         # d/d diff of -w log σ(diff) / n is -w σ(-diff) / n.
         g = np.float32(-w[i] / (1.0 + np.exp(diff)) / n)
-        gu, gp, gq = grad_u[a], grad_p[b], grad_p[c]
+        gu, gp, gq = users[a, GRAD], products[b, GRAD], products[c, GRAD]
         for k in range(dim):
             gu[k] += g * (rp[k] - rq[k]) + decay * ru[k]
         for k in range(dim):
             gp[k] += g * ru[k] + decay * rp[k]
         for k in range(dim):
             gq[k] += decay * rq[k] - g * ru[k]
-        grad_b[b] += g
-        grad_b[c] -= g
+        bias[b, GRAD, 0] += g
+        bias[c, GRAD, 0] -= g
     return n_u, n_p
 
 
 @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
-def adam_rows(param, grad, m, v, rows, count, lr, beta1, beta2, eps, step):  # pragma: no cover - compiled
-    """Adam (torch's formula) on the listed distinct rows of a 2-D table, then zero their gradient."""
+def adam_rows(table, rows, count, lr, beta1, beta2, eps, step):  # pragma: no cover - compiled
+    """Adam (torch's formula) on the listed distinct rows of a (rows, 4, dim) table, then zero their gradient."""
     step_size = np.float32(lr / (1.0 - beta1 ** step))
     root2 = np.float32(np.sqrt(1.0 - beta2 ** step))
     b1, b2, e = np.float32(beta1), np.float32(beta2), np.float32(eps)
     for j in range(count):
-        r = rows[j]
-        pr, gr, mr, vr = param[r], grad[r], m[r], v[r]
+        row = table[rows[j]]
+        pr, gr, mr, vr = row[PARAM], row[GRAD], row[M], row[V]
         for k in range(pr.shape[0]):
             g = gr[k]
             mr[k] = b1 * mr[k] + (1 - b1) * g
@@ -91,27 +96,19 @@ def adam_rows(param, grad, m, v, rows, count, lr, beta1, beta2, eps, step):  # p
 
 
 @njit(cache=True, nogil=True)
-def train_epoch(tables, moments, grads, stamps, rows_u, rows_p, users, products, negatives, weights,
+def train_epoch(users, products, bias, stamp_u, stamp_p, rows_u, rows_p, u_all, p_all, q_all, w_all,
                 batch_size, lr, l2, beta1, beta2, eps, step):  # pragma: no cover - compiled
-    """One pass over the shuffled triples in batches; returns the global Adam step reached.
-
-    tables = (γ_u, γ_p, β_p as an n×1 table); moments = (m_u, v_u, m_p, v_p, m_b, v_b); grads and
-    stamps alike. `step` counts every batch of every epoch (Adam's bias correction).
-    """
-    gamma_u, gamma_p, beta = tables
-    grad_u, grad_p, grad_b = grads
-    m_u, v_u, m_p, v_p, m_b, v_b = moments
-    stamp_u, stamp_p = stamps
-    n = users.shape[0]
+    """One pass over the shuffled triples in batches; returns the global Adam step reached (it counts every
+    batch of every epoch: Adam's bias correction). users, products: (rows, 4, dim); bias: (products, 4, 1)."""
+    n = u_all.shape[0]
     for start in range(0, n, batch_size):
         end = min(n, start + batch_size)
         step += 1
-        n_u, n_p = accumulate(gamma_u, gamma_p, beta[:, 0], users[start:end], products[start:end],
-                              negatives[start:end], weights[start:end], l2, grad_u, grad_p, grad_b[:, 0],
-                              stamp_u, stamp_p, step, rows_u, rows_p)
-        adam_rows(gamma_u, grad_u, m_u, v_u, rows_u, n_u, lr, beta1, beta2, eps, step)
-        adam_rows(gamma_p, grad_p, m_p, v_p, rows_p, n_p, lr, beta1, beta2, eps, step)
-        adam_rows(beta, grad_b, m_b, v_b, rows_p, n_p, lr, beta1, beta2, eps, step)
+        n_u, n_p = accumulate(users, products, bias, u_all[start:end], p_all[start:end], q_all[start:end],
+                              w_all[start:end], l2, stamp_u, stamp_p, step, rows_u, rows_p)
+        adam_rows(users, rows_u, n_u, lr, beta1, beta2, eps, step)
+        adam_rows(products, rows_p, n_p, lr, beta1, beta2, eps, step)
+        adam_rows(bias, rows_p, n_p, lr, beta1, beta2, eps, step)
     return step
 
 

@@ -42,8 +42,8 @@ def test_compiled_epochs_equal_autograd_with_sparse_adam():
     assert trainer.step == 9
     # Adam divides by the gradient's running size, so float32 rounding in sums that nearly cancel (a bias
     # row's ±terms) shows at ~1e-4 of one step (lr = 0.05); a wrong formula would be off by a step.
-    for got, want in zip(trainer.tables, (want_u, want_p, want_b)):
-        np.testing.assert_allclose(got, want, rtol=0, atol=2e-4)
+    for table, want in zip(("users", "products", "bias"), (want_u, want_p, want_b)):
+        np.testing.assert_allclose(trainer.part(table, "param"), want, rtol=0, atol=2e-4)
     assert np.abs(trainer.gamma_p - gamma_p).max() > 0.1  # it trained: the comparison is not of two copies
 
 
@@ -55,7 +55,7 @@ def test_a_row_no_batch_touches_does_not_move():
     u, p, q = rng.integers(0, 3, 16), rng.integers(0, 5, 16), rng.integers(0, 5, 16)  # user 3, product 5 unused
     for _ in range(5):
         trainer.epoch(u, p, q, np.ones(16, np.float32))
-    np.testing.assert_array_equal(trainer.tables[0][3], gamma_u[3])
+    np.testing.assert_array_equal(trainer.part("users", "param")[3], gamma_u[3])
     np.testing.assert_array_equal(trainer.gamma_p[5], gamma_p[5])
     assert not np.allclose(trainer.gamma_p[:5], gamma_p[:5])
-    assert all(not g.any() for g in trainer.grads)  # gradients are left zero for the next batch
+    assert all(not trainer.part(t, "grad").any() for t in ("users", "products", "bias"))  # zero for the next batch
