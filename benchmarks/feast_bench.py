@@ -388,6 +388,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hist-rows", default="100000,1000000", help="entity rows for get_historical_features")
     parser.add_argument("--stage-timeout", type=float, default=1800, help="seconds before a stage is stopped")
     parser.add_argument("--stages", default="materialize,historical,lookup", help="which parts to run")
+    parser.add_argument("--stores", default="sqlite,redis", help="online stores to materialize into and read from")
     parser.add_argument("--repeats", type=int, default=1,
                         help="materialization runs per contender (plugin, native, floor); the fastest is reported")
 
@@ -397,7 +398,8 @@ def run(args: argparse.Namespace, md_path: Path, json_path: Path, command: str) 
     dims = [int(d) for d in args.feast_dims.split(",")]
     work = Path(tempfile.mkdtemp(prefix="prodvec-feast-bench-"))
     server, url = start_redis(work)
-    stores = {"sqlite": "sqlite", **({"redis": url} if url else {})}
+    stores = {name: online for name, online in {"sqlite": "sqlite", "redis": url}.items()
+              if online and name in args.stores.split(",")}
     log = lambda message: print(message, flush=True)  # noqa: E731
     try:
         results = {"command": command, "when": pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M UTC")}
