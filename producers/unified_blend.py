@@ -103,7 +103,8 @@ def two_part_basis(centred: np.ndarray, dims: list[int], weights: list[float], c
 
 
 def probe_scale(vectors: np.ndarray) -> float:
-    """The factor that gives the served vectors' weakest coordinate a standard deviation of 1.
+    """The factor that gives the served vectors' weakest coordinate a standard deviation of 1 (set by the
+    version's first snapshot, then kept).
 
     The content part is scaled down by √β so that cosine barely sees it, and a
     probe that standardises its inputs undoes that. A probe that does not (a
@@ -229,11 +230,18 @@ class UnifiedBlend(Producer):
             content_dims = int(round(self.config.dim * self.config.content_share))
             basis = two_part_basis(x - mean, [b.shape[1] for b in blocks], [weights[f] for f in order],
                                    weights[CONTENT], self.config.dim, content_dims)
-            # Frozen with the basis, so every snapshot of the version has the same scale.
-            basis = basis * probe_scale((x - mean) @ basis)
+            # Fixed by the version's first snapshot and kept from then on: a provisional snapshot and the one
+            # that freezes the weights differ in basis already, and a different scale on top made the gate's
+            # displacement (after the best rotation, relative to the old spread) 1.84 against 0.69 unscaled.
+            kept = context.store.artifacts(earlier).get("scale") if earlier is not None else None
+            scale = float(kept[0]) if kept is not None else probe_scale((x - mean) @ basis)
+            basis = basis * scale
+        else:
+            scale = float(artifacts["scale"][0])
         vectors = (x - mean) @ basis
         is_frozen = "frozen_because" in selection or "reused_from" in selection
-        self.artifacts_ = {"mean": mean.astype(np.float32), "basis": basis.astype(np.float32)}
+        self.artifacts_ = {"mean": mean.astype(np.float32), "basis": basis.astype(np.float32),
+                           "scale": np.array([scale], dtype=np.float32)}
         self.card_extras_ = {"fusion": {"modalities": order, "weights": {f: round(w, 4) for f, w in weights.items()},
                                         "frozen": bool(is_frozen),
                                         "sources": {f: ref.id for f, (ref, _) in sources.items() if f in order},

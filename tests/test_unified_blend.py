@@ -117,6 +117,9 @@ def test_first_snapshot_is_provisional_and_the_next_freezes_weights_chosen_on_se
     later = produce(shop, "unified_blend", [shop.end + pd.Timedelta(days=7)], store, overrides=settings,
                     progress=False, log=quiet)[0]
     np.testing.assert_array_equal(store.artifacts(later.ref)["basis"], store.artifacts(second.ref)["basis"])
-    # The probe scale is frozen with the axes: the weakest coordinate of the snapshot that fitted them has std 1.
-    fitted = store.read(second.ref).vectors.astype(np.float64)
-    assert fitted.std(0).min() == pytest.approx(1.0, rel=1e-3)
+    # The probe scale is set by the version's first snapshot (its weakest coordinate has std 1, no rotation
+    # undoes that) and kept by every later one, so the gate compares snapshots of one scale.
+    provisional = store.read(first.ref).vectors.astype(np.float64)
+    assert provisional.std(0).min() == pytest.approx(1.0, rel=1e-3)
+    scales = [store.artifacts(r.ref)["scale"][0] for r in (first, second, later)]
+    assert scales[0] > 1 and scales[0] == scales[1] == scales[2]
