@@ -19,6 +19,12 @@ served vector has two parts (`two_part_basis`), both frozen with the weights:
   linear probes (attributes, a return model), which standardise coordinates
   and so never see the weights.
 
+The served vectors are neither rotated onto the previous snapshot (the frozen
+basis keeps the space; a rotation would mix the two parts' scales) nor left at
+the content part's tiny scale: one common factor (`probe_scale`) gives the
+weakest coordinate a standard deviation of 1, so a probe that does not
+standardise reads the content part too, and no cosine changes.
+
 Every product with any modality is covered, including those listed after the
 last click (their behaviour block is zero: they are placed by the others).
 """
