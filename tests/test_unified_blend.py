@@ -11,7 +11,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from prodvec.producers.fusion import block_scores, choose_weights, impute_blocks, normalise, session_auc
-from prodvec.producers.unified_blend import two_part_basis
+from prodvec.producers.unified_blend import probe_scale, two_part_basis
 
 
 def test_choose_weights_puts_the_weight_on_the_block_whose_cosine_finds_the_purchase():
@@ -48,6 +48,33 @@ def test_the_two_part_basis_puts_cosine_on_the_weighted_block_and_keeps_the_ligh
     cos = (unit[:300] * unit[300:]).sum(1)
     assert np.corrcoef(cos, (ub[:300] * ub[300:]).sum(1))[0, 1] > 0.8
     assert abs(np.corrcoef(cos, (ua[:300] * ua[300:]).sum(1))[0, 1]) < 0.3
+
+
+def test_probe_scale_lets_a_probe_that_does_not_standardise_read_the_content_part():
+    rng = np.random.default_rng(3)
+    n, classes, d = 900, 8, 16
+    labels = rng.integers(0, classes, n)
+    # Block a knows the label but gets no cosine weight: it lives in the content part, scaled down by √β.
+    a = normalise(np.eye(classes)[labels] @ rng.normal(size=(classes, d)) + rng.normal(size=(n, d)))
+    b = normalise(rng.normal(size=(n, d)))
+    x = np.hstack([a, b])
+    centred = x - x.mean(0)
+    y = centred @ two_part_basis(centred, [d, d], [0.0, 1.0], content_weight=0.02, dim=24, content_dims=12)
+    scaled = y * probe_scale(y)
+    assert scaled.std(0).min() == pytest.approx(1.0)
+    plain = LogisticRegression(max_iter=1000)  # L2 at C=1 and no StandardScaler, as a simple downstream probe
+    unscaled_accuracy = cross_val_score(plain, y, labels, cv=3).mean()
+    scaled_accuracy = cross_val_score(plain, scaled, labels, cv=3).mean()
+    assert scaled_accuracy > 0.8 and scaled_accuracy > unscaled_accuracy + 0.15
+    # One common factor: every cosine is what it was.
+    np.testing.assert_allclose(normalise(scaled), normalise(y), atol=1e-9)
+
+
+def test_probe_scale_refuses_vectors_with_no_spread():
+    from prodvec.core.embeddings import InsufficientData
+
+    with pytest.raises(InsufficientData, match="constant"):
+        probe_scale(np.ones((10, 4)))
 
 
 def test_impute_blocks_places_a_product_without_clicks_where_its_content_says():
@@ -90,3 +117,9 @@ def test_first_snapshot_is_provisional_and_the_next_freezes_weights_chosen_on_se
     later = produce(shop, "unified_blend", [shop.end + pd.Timedelta(days=7)], store, overrides=settings,
                     progress=False, log=quiet)[0]
     np.testing.assert_array_equal(store.artifacts(later.ref)["basis"], store.artifacts(second.ref)["basis"])
+    # The probe scale is set by the version's first snapshot (its weakest coordinate has std 1, no rotation
+    # undoes that) and kept by every later one, so the gate compares snapshots of one scale.
+    provisional = store.read(first.ref).vectors.astype(np.float64)
+    assert provisional.std(0).min() == pytest.approx(1.0, rel=1e-3)
+    scales = [store.artifacts(r.ref)["scale"][0] for r in (first, second, later)]
+    assert scales[0] > 1 and scales[0] == scales[1] == scales[2]

@@ -83,6 +83,10 @@ class Producer(ABC):
     # A fusion reads other families' snapshots (context.store) instead of the
     # shop's raw data: it trains after them and is never fused into another fusion.
     is_fusion: ClassVar[bool] = False
+    # Whether the framework rotates each snapshot onto the previous one (core/training.align). A producer whose
+    # coordinates mean something one by one (a frozen basis whose axes carry different scales) opts out: a
+    # rotation would mix them.
+    aligns: ClassVar[bool] = True
     # Settings that train in seconds on a tiny shop: the contract test runs
     # every registered producer with them, so a new producer needs no test table.
     smoke_settings: ClassVar[dict] = {}

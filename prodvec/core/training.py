@@ -140,7 +140,7 @@ def _train_locked(shop, producer, cutoffs, store, validator, replace, keep_exist
             continue
         seconds = time.perf_counter() - started
         with threadpool_limits(1, user_api="blas"):  # one small SVD: threads only fight (see the gate)
-            emb, alignment = align(emb, previous)
+            emb, alignment = align(emb, previous if producer.aligns else None)
         card = {
             "producer": producer.name,
             "description": producer.description,
