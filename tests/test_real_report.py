@@ -72,6 +72,17 @@ def test_mrnet_claim_needs_both_the_score_and_the_small_dimension():
     assert not holds  # -5.6%
 
 
+def test_fusion_claim_needs_within_five_percent_and_better_than_every_single_family():
+    table = pd.DataFrame({"macro_f1": {"text_dae": 0.70, "text_minilm": 0.80, "unified_blend": 0.81, "unified": 0.5}})
+    singles = ["text_dae", "text_minilm"]
+    holds, sentence = real.fusion_claim(table, "unified_blend", singles)
+    assert holds and "HOLDS" in sentence and "best single text_minilm 0.800 (+1.2%)" in sentence
+    table.loc["unified_blend", "macro_f1"] = 0.79  # within 5% but better than none
+    assert not real.fusion_claim(table, "unified_blend", singles)[0]
+    holds, sentence = real.fusion_claim(table.drop(index="unified_blend"), "unified_blend", singles)
+    assert not holds and "not checked" in sentence
+
+
 def test_chance_claim_needs_twice_random_and_more_than_the_majority_class():
     assert real.chance_claim(0.30, 0.05, 0.5, 0.3, "colour", "img")[0]
     assert not real.chance_claim(0.09, 0.05, 0.5, 0.3, "colour", "img")[0]
@@ -159,6 +170,7 @@ def test_real_report_on_the_samples_has_every_section_table_claim_and_picture(sm
         assert table in text
     for claim in ("Claim (MRNet): at least one dense family within 5% of TF-IDF-LR macro-F1 on articleType",
                   "Claim: the image family clearly above chance on baseColour",
+                  "Claim (one embedding): unified_blend within 5% of the best single family on attributes",
                   "Claim (YooChoose): SASRec or prod2vec above most-popular on Recall@20",
                   "far smaller than the published split", "Online Retail: "):
         assert claim in text
@@ -177,6 +189,7 @@ def test_real_report_numbers_image_family_beats_chance_on_colour_and_sessions_be
     assert numbers["myntra"]["image_claim"] is True
     summary = numbers["myntra"]["summary"]
     assert summary["tfidf_lr"]["rel_tfidf_lr"] == 0 and summary["text_minilm"]["macro_f1"] > summary["random"]["macro_f1"]
+    assert summary["unified_blend"]["macro_f1"] > summary["random"]["macro_f1"]  # served and scored beside the others
     recall = {family: row["recall@20"] for family, row in numbers["yoochoose"]["table"].items()}
     assert max(recall["sasrec"], recall["prod2vec"]) > recall["most_popular"]
     # Online Retail: the counts are those of the imported shop, and the AUC is there exactly when the claim

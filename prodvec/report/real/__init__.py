@@ -18,11 +18,13 @@ hundred products).
 
 from prodvec.report.real.build import DATASETS, RealReport, build_real_report
 from prodvec.report.real.common import DEFAULT_DATA, MYNTRA, RETAIL, YOOCHOOSE, DatasetOutcome, RealConfig
-from prodvec.report.real.myntra import (catalogue_sample, chance_claim, held_out, hide_labels, label_reader_note,
-                                        mrnet_claim, nearest, neighbour_agreement, neighbour_grid)
+from prodvec.report.real.myntra import (catalogue_sample, chance_claim, fusion_claim, held_out, hide_labels,
+                                        label_reader_note, mrnet_claim, nearest, neighbour_agreement,
+                                        neighbour_grid)
 from prodvec.report.real.online_retail import RETAIL_FILE
 from prodvec.report.real.yoochoose import sample_sessions
 
 __all__ = ["DATASETS", "DEFAULT_DATA", "MYNTRA", "RETAIL", "RETAIL_FILE", "YOOCHOOSE", "DatasetOutcome", "RealConfig",
-           "RealReport", "build_real_report", "catalogue_sample", "chance_claim", "held_out", "hide_labels",
-           "label_reader_note", "mrnet_claim", "nearest", "neighbour_agreement", "neighbour_grid", "sample_sessions"]
+           "RealReport", "build_real_report", "catalogue_sample", "chance_claim", "fusion_claim", "held_out",
+           "hide_labels", "label_reader_note", "mrnet_claim", "nearest", "neighbour_agreement", "neighbour_grid",
+           "sample_sessions"]
