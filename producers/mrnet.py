@@ -204,8 +204,8 @@ def build_encoder(vectors: np.ndarray, hidden: int, dim: int, freeze: bool = Tru
 
 class MRNet(Producer):
     name = "mrnet"
-    smoke_settings = {"dim": 16, "epochs": 3, "batch_size": 64, "w2v_epochs": 5, "adapter_steps": 20,
-                      "sae_epochs": 40, "sae_min_steps": 0}
+    smoke_settings = {"dim": 16, "epochs": 3, "warm_epochs": 1, "batch_size": 64, "w2v_epochs": 5,
+                      "adapter_steps": 20, "sae_epochs": 40, "sae_min_steps": 0, "sae_warm_steps": 0}
     requires = frozenset({TEXT})
     Config = MRNetConfig
     description = "MRNet-Product2Vec: multi-task BiLSTM over title and description word vectors (Biswas et al. 2017)"
