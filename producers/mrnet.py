@@ -35,10 +35,9 @@ towards their previous vectors (up to a learned offset, as snapshots are
 centred). The network itself is stored beside each snapshot (its artifacts:
 word vectors by word, LSTM, heads by task and unit, autoencoder blocks by
 category) and a retrain continues from it, matched by name where the shop
-changed, with `warm_epochs` passes per task instead of `epochs` and, when
-the previous code was the one served, `sae_warm_steps` autoencoder steps:
-on the default shop most of a retrain's time went into relearning what the
-previous snapshot's network knew.
+changed, with `warm_epochs` passes per task instead of `epochs` and
+`sae_warm_steps` autoencoder steps: on the default shop most of a retrain's
+time went into relearning what the previous snapshot's network knew.
 """
 
 from __future__ import annotations
@@ -299,7 +298,7 @@ class MRNet(Producer):
                 z_all[rows] = embed(rows).cpu().numpy()
 
         self.artifacts_ = network_state(encoder, heads, tasks, words)
-        out, n_groups, sae_continued = z_all, 0, False
+        out, n_groups = z_all, 0
         if cfg.product_groups:
             groups, names = category_groups(products, cfg.min_group_size)
             groups = impute_groups(groups, names, products, z_all, tasks, heads, device)
@@ -307,12 +306,7 @@ class MRNet(Producer):
             adapted = fit_group_adapters(z_all, groups, n_groups, tasks, heads, cfg, device)
             batches = -(-n // SparseAutoencoderConfig.batch_size)
             group_names = np.array([str(g) for g in names])
-            # The autoencoder continues only from one whose code was served: when the previous
-            # snapshot served z, this code must be pulled all the way onto z, which takes the full schedule
-            # (default shop, second cutoff: kNN overlap with the previous snapshot 0.77 after 300 steps).
-            served_code = bool(context.previous_artifacts.get("sae.served", False))
-            sae_init = autoencoder_init(context.previous_artifacts, group_names) if continued and served_code else None
-            sae_continued = sae_init is not None
+            sae_init = autoencoder_init(context.previous_artifacts, group_names) if continued else None
             if sae_init is None:
                 sae_epochs = max(cfg.sae_epochs, -(-cfg.sae_min_steps // batches))
             else:
@@ -328,11 +322,10 @@ class MRNet(Producer):
             code_r2 = linear_r2(code, z_all)
             if code_r2 >= cfg.sae_min_r2:
                 out = code
-            self.artifacts_["sae.served"] = np.array(out is code)
         # The model card records what the shop let the method learn.
         self.card_extras_ = {"mrnet": {"tasks": [t.name for t in tasks], "words": len(vocab),
                                        "product_groups": n_groups, "continued_previous_network": continued,
-                                       "passes_per_task": epochs, "continued_autoencoder": sae_continued,
+                                       "passes_per_task": epochs,
                                        "output": "sparse code" if out is not z_all else "shared z",
                                        **({"code_r2": round(float(code_r2), 4)} if cfg.product_groups else {})}}
         # Remove the common offset so cosine neighbourhoods are meaningful.

@@ -219,23 +219,9 @@ def test_a_retrain_continues_the_stored_network_with_fewer_passes(shop_and_truth
         assert not cards[0]["continued_previous_network"] and cards[0]["passes_per_task"] == 3
         assert cards[1]["continued_previous_network"] == warm_start
         assert cards[1]["passes_per_task"] == (1 if warm_start else 3)
-        # The autoencoder continues only from a served code (a served z has to be matched from scratch).
-        assert cards[1]["continued_autoencoder"] == (warm_start and cards[0]["output"] == "sparse code")
         assert "encoder.lstm.weight_hh_l0" in store.artifacts(results[0].ref)
         vectors, found = store.read(results[1].ref).lookup(shop.products["product_id"])
         assert found.all() and same_category_share(vectors, truth) > 0.8
-
-
-def test_the_autoencoder_restarts_when_the_previous_snapshot_served_z(shop_and_truth):
-    shop, _ = shop_and_truth
-    first = make_producer("mrnet", {**FAST, "sae_min_r2": 1.01})  # z is served
-    previous = first.train(shop, TrainContext(cutoff=shop.end, progress=False))
-    assert first.card_extras_["mrnet"]["output"] == "shared z" and not first.artifacts_["sae.served"]
-    second = make_producer("mrnet", FAST)
-    second.train(shop, TrainContext(cutoff=shop.end, progress=False, previous=previous,
-                                    previous_artifacts=first.artifacts_))
-    card = second.card_extras_["mrnet"]
-    assert card["continued_previous_network"] and not card["continued_autoencoder"]
 
 
 def test_warm_epochs_must_be_positive():
