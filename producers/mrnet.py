@@ -30,9 +30,14 @@ sparse autoencoder (`sparse_autoencoder`, L1 activity penalty, code size
 `dim`) then encodes the per-category embeddings into one category-agnostic
 space; its code is the output. With `product_groups=False` the output is z.
 
-Warm start: retrains see a new vocabulary, so no weight carries over;
-instead the output of products in the previous snapshot is pulled towards
-their previous vectors (up to a learned offset, as snapshots are centred).
+Warm start: the output of products in the previous snapshot is pulled
+towards their previous vectors (up to a learned offset, as snapshots are
+centred). The network itself is stored beside each snapshot (its artifacts:
+word vectors by word, LSTM, heads by task and unit, autoencoder blocks by
+category) and a retrain continues from it, matched by name where the shop
+changed, with `warm_epochs` passes per task instead of `epochs` and
+`sae_warm_steps` autoencoder steps: on the default shop most of a retrain's
+time went into relearning what the previous snapshot's network knew.
 """
 
 from __future__ import annotations
@@ -99,6 +104,14 @@ class MRNetConfig(ProducerConfig):
     sae_group_decay: float = 0.1
     # Weight of the pull towards the previous snapshot's vectors (warm start).
     anchor: float = 1.0
+    # Continuing from the previous snapshot's network (its artifacts): passes per task and
+    # autoencoder steps then, instead of `epochs` and `sae_min_steps`.
+    warm_epochs: int = 4
+    sae_warm_steps: int = 300
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.warm_epochs < 1:
+            raise ValueError(f"mrnet: epochs ({self.epochs}) and warm_epochs ({self.warm_epochs}) must be >= 1")
 
 
 def _stable_hash(text: str) -> int:
@@ -191,8 +204,8 @@ def build_encoder(vectors: np.ndarray, hidden: int, dim: int, freeze: bool = Tru
 
 class MRNet(Producer):
     name = "mrnet"
-    smoke_settings = {"dim": 16, "epochs": 3, "batch_size": 64, "w2v_epochs": 5, "adapter_steps": 20,
-                      "sae_epochs": 40, "sae_min_steps": 0}
+    smoke_settings = {"dim": 16, "epochs": 3, "warm_epochs": 1, "batch_size": 64, "w2v_epochs": 5,
+                      "adapter_steps": 20, "sae_epochs": 40, "sae_min_steps": 0, "sae_warm_steps": 0}
     requires = frozenset({TEXT})
     Config = MRNetConfig
     description = "MRNet-Product2Vec: multi-task BiLSTM over title and description word vectors (Biswas et al. 2017)"
@@ -229,6 +242,9 @@ class MRNet(Producer):
 
         encoder = build_encoder(vectors, cfg.hidden, cfg.dim, freeze=not cfg.fine_tune_words).to(device)
         heads = nn.ModuleList([nn.Linear(cfg.dim, t.width) for t in tasks]).to(device)
+        words = sorted(vocab, key=vocab.get)  # the word matrix's rows 1..
+        continued = load_network(context.previous_artifacts, words, vectors, encoder, heads, tasks)
+        epochs = cfg.warm_epochs if continued else cfg.epochs
         targets = [_target_tensor(t, device) for t in tasks]
         offset = nn.Parameter(torch.zeros(cfg.dim, device=device))  # used by the anchor only
         optimiser = torch.optim.Adam([*encoder.parameters(), *heads.parameters(), offset], lr=cfg.lr)
@@ -258,7 +274,7 @@ class MRNet(Producer):
         orders = [rng.permutation(p) for p in pools]
         cursor = [0] * len(tasks)
         schedule = rng.permutation(np.concatenate(
-            [np.full(cfg.epochs * -(-len(p) // cfg.batch_size), k) for k, p in enumerate(pools)]))
+            [np.full(epochs * -(-len(p) // cfg.batch_size), k) for k, p in enumerate(pools)]))
         encoder.train()
         for k in tqdm(schedule, desc="mrnet", disable=not context.progress, leave=False):
             if cursor[k] >= len(orders[k]):
@@ -281,6 +297,7 @@ class MRNet(Producer):
                 rows = np.arange(start, min(start + 1024, n))
                 z_all[rows] = embed(rows).cpu().numpy()
 
+        self.artifacts_ = network_state(encoder, heads, tasks, words)
         out, n_groups = z_all, 0
         if cfg.product_groups:
             groups, names = category_groups(products, cfg.min_group_size)
@@ -288,11 +305,17 @@ class MRNet(Producer):
             n_groups = len(names)
             adapted = fit_group_adapters(z_all, groups, n_groups, tasks, heads, cfg, device)
             batches = -(-n // SparseAutoencoderConfig.batch_size)
-            sae_epochs = max(cfg.sae_epochs, -(-cfg.sae_min_steps // batches))
+            group_names = np.array([str(g) for g in names])
+            sae_init = autoencoder_init(context.previous_artifacts, group_names) if continued else None
+            if sae_init is None:
+                sae_epochs = max(cfg.sae_epochs, -(-cfg.sae_min_steps // batches))
+            else:
+                sae_epochs = max(1, -(-cfg.sae_warm_steps // batches))
             sae = SparseAutoencoderConfig(code=cfg.dim, epochs=sae_epochs, l1=cfg.sae_l1,
                                           group_decay=cfg.sae_group_decay, anchor=cfg.anchor)
-            code = fit_sparse_autoencoder(adapted, groups, n_groups, sae, rng, device, anchors=anchors,
-                                          anchored=anchored, progress=context.progress)
+            code, sae_state = fit_sparse_autoencoder(adapted, groups, n_groups, sae, rng, device, anchors=anchors,
+                                                     anchored=anchored, progress=context.progress, init=sae_init)
+            self.artifacts_.update({**{f"sae.{k}": v for k, v in sae_state.items()}, "sae.groups": group_names})
             # The code must keep what the shared model learned: a code from
             # which z cannot be read back linearly has discarded some of it
             # (Myntra 5k: articleType LR 0.93 on z, 0.88 on such a code); then z is served.
@@ -301,12 +324,107 @@ class MRNet(Producer):
                 out = code
         # The model card records what the shop let the method learn.
         self.card_extras_ = {"mrnet": {"tasks": [t.name for t in tasks], "words": len(vocab),
-                                       "product_groups": n_groups,
+                                       "product_groups": n_groups, "continued_previous_network": continued,
+                                       "passes_per_task": epochs,
                                        "output": "sparse code" if out is not z_all else "shared z",
                                        **({"code_r2": round(float(code_r2), 4)} if cfg.product_groups else {})}}
         # Remove the common offset so cosine neighbourhoods are meaningful.
         out = out - out.mean(axis=0, keepdims=True)
         return Embeddings(products[C.PRODUCT_ID].to_numpy(), out.astype(np.float32))
+
+
+def _units(task: Task) -> list[str]:
+    """Names of a task head's output units: its classes or TF-IDF terms; a regression has one unit."""
+    return [str(c) for c in task.classes] if task.classes else ["value"]
+
+
+def network_state(encoder, heads, tasks: list[Task], words: list[str]) -> dict[str, np.ndarray]:
+    """The network as arrays (a snapshot's artifacts), with the names `load_network` matches by:
+    the word of each row of the word matrix, the task and unit of each head row."""
+    state = {"vocab": np.array(["", *words])}  # row 0: padding
+    state.update({f"encoder.{k}": v.detach().cpu().numpy() for k, v in encoder.state_dict().items()})
+    for task, head in zip(tasks, heads):
+        state[f"head.{task.name}.weight"] = head.weight.detach().cpu().numpy()
+        state[f"head.{task.name}.bias"] = head.bias.detach().cpu().numpy()
+        state[f"head.{task.name}.units"] = np.array(_units(task))
+    return state
+
+
+def carry_word_vectors(old_vocab: np.ndarray, old_matrix: np.ndarray, words: list[str],
+                       vectors: np.ndarray) -> np.ndarray | None:
+    """The word matrix for `words` (rows 1..; row 0 padding) in the previous network's word space.
+
+    A word the previous network read keeps its fine-tuned vector. A new word's
+    word2vec vector (`vectors`, this run's) is mapped by the least-squares
+    linear map from this run's word2vec vectors to the previous fine-tuned ones
+    on the words both know (a translation matrix, Mikolov et al. 2013): two
+    word2vec runs differ by roughly a linear map (the minimum-norm one when
+    fewer words are shared than it has coefficients). None when no word is
+    shared or the word dimension changed.
+    """
+    rows = pd.Index(old_vocab[1:]).get_indexer(words)  # -1: a new word
+    known = rows >= 0
+    if old_matrix.shape[1] != vectors.shape[1] or not known.any():
+        return None
+    out = np.zeros_like(vectors)
+    out[1:][known] = old_matrix[1:][rows[known]]
+    if not known.all():
+        design = np.c_[vectors[1:].astype(np.float64), np.ones(len(words))]
+        target = old_matrix[1:][rows[known]].astype(np.float64)
+        translation, *_ = np.linalg.lstsq(design[known], target, rcond=None)
+        out[1:][~known] = (design[~known] @ translation).astype(vectors.dtype)
+    return out
+
+
+def load_network(state: dict[str, np.ndarray], words: list[str], vectors: np.ndarray, encoder, heads,
+                 tasks: list[Task]) -> bool:
+    """Continue from the previous snapshot's network (`network_state`): whether it was loaded.
+
+    The LSTM and projection carry over when their shapes match this config;
+    the word matrix by word (`carry_word_vectors`); each head's rows by task
+    and unit, a class or term new since then keeping its fresh initialisation.
+    Nothing is loaded (cold start) without a stored network, or one of other shapes.
+    """
+    import torch
+
+    if "vocab" not in state:
+        return False
+    own = encoder.state_dict()
+    stored = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
+    if set(stored) != set(own) or any(stored[k].shape != tuple(own[k].shape) for k in own if k != "words.weight"):
+        return False
+    matrix = carry_word_vectors(state["vocab"], stored["words.weight"], words, vectors)
+    if matrix is None:
+        return False
+    stored["words.weight"] = matrix
+    device = next(encoder.parameters()).device
+    encoder.load_state_dict({k: torch.as_tensor(v, device=device) for k, v in stored.items()})
+    with torch.no_grad():
+        for task, head in zip(tasks, heads):
+            key = f"head.{task.name}"
+            if f"{key}.units" not in state or state[f"{key}.weight"].shape[1] != head.weight.shape[1]:
+                continue
+            rows = pd.Index(state[f"{key}.units"]).get_indexer(_units(task))
+            hit = torch.as_tensor(np.flatnonzero(rows >= 0), device=device)
+            rows = rows[rows >= 0]
+            head.weight[hit] = torch.as_tensor(state[f"{key}.weight"][rows], device=device)
+            head.bias[hit] = torch.as_tensor(state[f"{key}.bias"][rows], device=device)
+    return True
+
+
+def autoencoder_init(state: dict[str, np.ndarray], group_names: np.ndarray) -> dict[str, np.ndarray] | None:
+    """The previous snapshot's autoencoder laid out for this run's groups (`fit_sparse_autoencoder`'s `init`).
+
+    The input has a shared block and one block per group; a group (category)
+    the previous autoencoder had keeps its encoder and decoder blocks, a new one
+    starts as a cold start does (encoder block zero: the shared encoding).
+    None without a stored autoencoder.
+    """
+    if "sae.groups" not in state:
+        return None
+    old = pd.Index(state["sae.groups"]).get_indexer(group_names)
+    return {"groups": old, **{k: state[f"sae.{k}"] for k in ("encoder_weight", "encoder_bias", "decoder",
+                                                                "decoder_bias")}}
 
 
 def linear_r2(x: np.ndarray, y: np.ndarray) -> float:

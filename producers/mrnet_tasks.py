@@ -32,7 +32,9 @@ class Task:
     width: int  # output units of the task's head
     target: np.ndarray
     labelled: np.ndarray
-    classes: tuple = ()  # CLASSIFY: the value each class code stands for
+    # What each output unit stands for: CLASSIFY the class value, DECODE the TF-IDF term
+    # (a warm start matches a previous head's units to these by name).
+    classes: tuple = ()
 
 
 def tokenise(texts: pd.Series) -> list[list[str]]:
@@ -69,7 +71,8 @@ def title_tfidf_task(titles: pd.Series, max_features: int) -> Task | None:
     except ValueError:  # no token seen twice
         return None
     labelled = matrix.getnnz(axis=1) > 0
-    return Task("title_tfidf", DECODE, matrix.shape[1], matrix.toarray(), labelled)
+    return Task("title_tfidf", DECODE, matrix.shape[1], matrix.toarray(), labelled,
+                tuple(vectoriser.get_feature_names_out()))
 
 
 def view_counts(shop: Shop) -> np.ndarray:

@@ -54,11 +54,16 @@ def block_inputs(z, groups, n_groups: int):
 
 def fit_sparse_autoencoder(z: np.ndarray, groups: np.ndarray, n_groups: int, cfg: SparseAutoencoderConfig,
                            rng: np.random.Generator, device, anchors: np.ndarray | None = None,
-                           anchored: np.ndarray | None = None, progress: bool = False) -> np.ndarray:
-    """Codes (n x cfg.code) of `z` (n x d), product i being in group `groups[i]` (-1: none).
+                           anchored: np.ndarray | None = None, progress: bool = False,
+                           init: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Codes (n x cfg.code) of `z` (n x d), product i being in group `groups[i]` (-1: none), and the
+    trained autoencoder's arrays (encoder_weight, encoder_bias, decoder, decoder_bias).
 
     With `anchors`, codes of the `anchored` rows are pulled towards them up to
     a learned offset, so that successive retrains stay in one space.
+    `init` continues from an earlier autoencoder's arrays (those returned)
+    whose groups may differ: `init["groups"][g]` is group g's index in it, -1
+    for a group it did not have, which starts as a fresh one does.
     """
     import torch
     from torch import nn
@@ -74,6 +79,8 @@ def fit_sparse_autoencoder(z: np.ndarray, groups: np.ndarray, n_groups: int, cfg
         encoder.weight[:, d:] = 0  # every group starts at the shared encoding
     decoder = nn.Parameter(torch.randn(width, cfg.code, device=device) / np.sqrt(width))
     decoder_bias = nn.Parameter(torch.zeros(width, device=device))
+    if init is not None:
+        _load_blocks(init, d, encoder, decoder, decoder_bias)
     offset = nn.Parameter(torch.zeros(cfg.code, device=device))
     optimiser = torch.optim.Adam([*encoder.parameters(), decoder, decoder_bias, offset], lr=cfg.lr)
     use_anchor = anchors is not None and anchored is not None and anchored.any() and cfg.anchor > 0
@@ -106,4 +113,27 @@ def fit_sparse_autoencoder(z: np.ndarray, groups: np.ndarray, n_groups: int, cfg
         for start in range(0, n, 4096):
             rows = torch.arange(start, min(start + 4096, n), device=device)
             out[start : start + len(rows)] = encode(rows).cpu().numpy()
-    return out
+    state = {"encoder_weight": encoder.weight, "encoder_bias": encoder.bias, "decoder": decoder,
+             "decoder_bias": decoder_bias}
+    return out, {k: v.detach().cpu().numpy() for k, v in state.items()}
+
+
+def _load_blocks(init: dict[str, np.ndarray], d: int, encoder, decoder, decoder_bias) -> None:
+    """Copy `init`'s shared block and the blocks of the groups it had into the fresh parameters, in place."""
+    import torch
+
+    old = np.asarray(init["groups"])
+    if init["encoder_weight"].shape[0] != encoder.weight.shape[0] or init["decoder"].shape[1] != decoder.shape[1]:
+        raise ValueError(f"autoencoder init has code size {init['encoder_weight'].shape[0]}, "
+                         f"this one {encoder.weight.shape[0]}")
+    # Input columns: block 0 is shared, block 1 + g is group g's; map each new column to its old one.
+    new_blocks = np.r_[0, 1 + np.flatnonzero(old >= 0)]
+    old_blocks = np.r_[0, 1 + old[old >= 0]]
+    new_cols = torch.as_tensor((d * new_blocks[:, None] + np.arange(d)).ravel())
+    old_cols = (d * old_blocks[:, None] + np.arange(d)).ravel()
+    device = encoder.weight.device
+    with torch.no_grad():
+        encoder.weight[:, new_cols] = torch.as_tensor(init["encoder_weight"][:, old_cols], device=device)
+        encoder.bias.copy_(torch.as_tensor(init["encoder_bias"], device=device))
+        decoder[new_cols] = torch.as_tensor(init["decoder"][old_cols], device=device)
+        decoder_bias[new_cols] = torch.as_tensor(init["decoder_bias"][old_cols], device=device)

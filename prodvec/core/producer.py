@@ -46,6 +46,9 @@ class TrainContext:
     # (warm start) so that retrains stay in one space a downstream model can
     # keep reading; the framework then rotates the result onto it.
     previous: Embeddings | None = None
+    # The arrays the producer stored beside that snapshot (`Producer.artifacts_`),
+    # e.g. network weights to continue training from; empty without a previous snapshot.
+    previous_artifacts: dict[str, np.ndarray] = field(default_factory=dict)
     progress: bool = True
     log: Callable[[str], None] = field(default=lambda msg: None)
 

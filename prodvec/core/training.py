@@ -130,6 +130,7 @@ def _train_locked(shop, producer, cutoffs, store, validator, replace, keep_exist
                    if r.cutoff < cutoff and r.card().get("validation", {}).get("success", True)]
         previous = store.read(earlier[-1]) if earlier else None
         context = TrainContext(cutoff=cutoff, store=store, previous=previous if warm_start else None,
+                               previous_artifacts=store.artifacts(earlier[-1]) if earlier and warm_start else {},
                                progress=progress, log=log)
         started = time.perf_counter()
         try:
