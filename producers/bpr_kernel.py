@@ -116,7 +116,7 @@ def load() -> None:
     """Load (on a fresh installation: compile) the kernels now, on a one-row problem.
 
     A process pays this once, at its first clicks_bpr training; benchmarks
-    call it before their clock starts, as they import torch before it.
+    call it before their clock starts, as they import `implicit` before it.
     """
     from prodvec.producers.bpr import Trainer
 
