@@ -102,9 +102,9 @@ def _bpr(shop_dir: str, threads: str, which: str) -> dict:
     # and the cached machine code, ~0.5 s idle), which a pipeline loads once for every cutoff.
     from implicit.cpu.bpr import BayesianPersonalizedRanking
 
-    from prodvec.producers import bpr_kernel
+    from prodvec.producers.bpr import load_kernel
 
-    bpr_kernel.load()
+    load_kernel()
     # The producer's kernel runs on one thread whatever `threads` says; implicit uses `threads`.
     started, cpu = time.perf_counter(), time.process_time()
     if which == "implicit":

@@ -13,7 +13,7 @@ A step costs the batch, not the tables.
 
 Compiled on first use and cached beside this file (`cache=True`): a fresh
 installation compiles once (a few seconds), later processes load the cache
-(`load`, ~0.3-0.5 s once per process).
+(`bpr.load_kernel`, ~0.3-0.5 s once per process).
 """
 
 from __future__ import annotations
@@ -110,15 +110,3 @@ def train_epoch(users, products, bias, stamp_u, stamp_p, rows_u, rows_p, u_all, 
         adam_rows(products, rows_p, n_p, lr, beta1, beta2, eps, step)
         adam_rows(bias, rows_p, n_p, lr, beta1, beta2, eps, step)
     return step
-
-
-def load() -> None:
-    """Load (on a fresh installation: compile) the kernels now, on a one-row problem.
-
-    A process pays this once, at its first clicks_bpr training; benchmarks
-    call it before their clock starts, as they import `implicit` before it.
-    """
-    from prodvec.producers.bpr import Trainer
-
-    Trainer(np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32), batch_size=1, lr=0.0, l2=0.0).epoch(
-        np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64), np.ones(1, np.float32))

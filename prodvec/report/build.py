@@ -45,6 +45,12 @@ def served_cutoffs(store: SnapshotStore) -> tuple[pd.Timestamp, ...]:
     return tuple(sorted(times))
 
 
+def claim_holds(gaps: list[float]) -> bool:
+    """The paper's claim from a fusion's gaps to the best single family on each task (relative, positive =
+    behind): within WITHIN on every task and ahead on at least one."""
+    return bool(gaps) and all(g <= WITHIN for g in gaps) and any(g < 0 for g in gaps)
+
+
 def fusion_claims(outcomes: list[TaskOutcome], families: list[str]) -> list[str]:
     """Plain sentences on "one embedding does them all": each fusion against the best single family."""
     from prodvec.producers import is_fusion
@@ -56,7 +62,7 @@ def fusion_claims(outcomes: list[TaskOutcome], families: list[str]) -> list[str]
         return ["No fused family and single family to compare on the paper's tasks."]
     sentences = []
     for fusion in fusions:
-        within, better, parts = [], [], []
+        gaps, parts = [], []
         for outcome in paper:
             result, metric = outcome.result, outcome.result.headline
             column = result.table[metric]
@@ -67,13 +73,12 @@ def fusion_claims(outcomes: list[TaskOutcome], families: list[str]) -> list[str]
             best_family = single.idxmin() if lower else single.idxmax()
             value, best = float(column[fusion]), float(single[best_family])
             gap = (best - value) / abs(best) if not lower else (value - best) / abs(best)
-            within.append(gap <= WITHIN)
-            better.append(gap < 0)
+            gaps.append(gap)
             parts.append(f"{outcome.task.name} {metric} {value:.3f} vs best single {best_family} {best:.3f} "
                          f"({-gap:+.1%})")
         if not parts:
             continue
-        verdict = ("holds" if all(within) and any(better) else "does not hold")
+        verdict = "holds" if claim_holds(gaps) else "does not hold"
         sentences.append(f"{fusion}: the claim (within {WITHIN:.0%} of the best single family on every paper task, "
                          f"better than all on at least one) {verdict}: " + "; ".join(parts) + ".")
     return sentences

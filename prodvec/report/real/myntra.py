@@ -134,13 +134,15 @@ def fusion_claim(table: pd.DataFrame, fusion: str, singles: list[str]) -> tuple[
     single = score.reindex(singles).dropna()
     if pd.isna(score.get(fusion)) or single.empty:
         return False, f"Claim (one embedding): not checked: {fusion} or the single families not scored."
+    from prodvec.report.build import claim_holds
+
     best, value = single.idxmax(), float(score[fusion])
-    gap = value / float(single[best]) - 1
-    holds = bool(gap >= -WITHIN and gap > 0)
+    gap = 1 - value / float(single[best])  # positive: behind
+    holds = claim_holds([gap])
     verdict = "HOLDS" if holds else "DOES NOT HOLD"
     return holds, (f"Claim (one embedding): {fusion} within {WITHIN:.0%} of the best single family on attributes "
                    f"and better than all on at least one — {verdict}: mean macro-F1 over the five attributes (LR) "
-                   f"{value:.3f} vs best single {best} {float(single[best]):.3f} ({gap:+.1%}); attributes are the "
+                   f"{value:.3f} vs best single {best} {float(single[best]):.3f} ({-gap:+.1%}); attributes are the "
                    "only paper task here (no sessions, no orders).")
 
 
