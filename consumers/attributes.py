@@ -14,13 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from joblib import delayed
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from prodvec.core import columns as C
-from prodvec.consumers.evaluation import EvalContext, Lookup, TaskResult
+from prodvec.consumers.evaluation import EvalContext, Lookup, TaskResult, fit_side_by_side
 
 
 @dataclass(frozen=True)
@@ -76,17 +77,17 @@ def evaluate_attributes(ctx: EvalContext, config: AttributeConfig = AttributeCon
         raise ValueError(f"attribute task: {len(train)} products listed before and {len(test)} after "
                          f"{ctx.eval_cutoff}; need both")
     train_emb, test_emb = ctx.embeddings(train), ctx.embeddings(test)
-    per_attribute, coverage = [], {}
-    for family in train_emb:
-        tr, te = train_emb[family], test_emb[family]
-        coverage[family] = float(te.found.mean())
-        for column in attribute_columns(ctx, config):
-            labelled_train, labelled_test = train[column].notna(), test[column].notna()
-            scores = score_attribute(_features(tr)[labelled_train.to_numpy()], train.loc[labelled_train, column],
-                                     _features(te)[labelled_test.to_numpy()], test.loc[labelled_test, column],
-                                     config, ctx.seed)
-            if scores is not None:
-                per_attribute.append({"family": family, "attribute": column, **scores})
+    coverage = {family: float(test_emb[family].found.mean()) for family in train_emb}
+    columns = attribute_columns(ctx, config)
+    pairs = [(family, column) for family in train_emb for column in columns]
+    labelled = {column: (train[column].notna().to_numpy(), test[column].notna().to_numpy()) for column in columns}
+    fitted = fit_side_by_side(
+        delayed(score_attribute)(_features(train_emb[family])[labelled[column][0]], train.loc[labelled[column][0], column],
+                                 _features(test_emb[family])[labelled[column][1]], test.loc[labelled[column][1], column],
+                                 config, ctx.seed)
+        for family, column in pairs)
+    per_attribute = [{"family": family, "attribute": column, **scores}
+                     for (family, column), scores in zip(pairs, fitted) if scores is not None]
     detail = pd.DataFrame(per_attribute)
     if detail.empty:
         raise ValueError("attribute task: no attribute with two learnable classes in both train and test")

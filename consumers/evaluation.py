@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from joblib import Parallel, cpu_count
 from sklearn.preprocessing import normalize
 
 from prodvec.core import columns as C
@@ -124,6 +125,17 @@ class EvalContext:
         matrix = np.zeros((len(idx), self.random_dim), np.float32)
         matrix[found] = self._random[idx[found].astype(np.int64)]
         return Lookup(matrix, found)
+
+
+def fit_side_by_side(calls, jobs: int | None = None) -> list:
+    """Independent model fits (joblib `delayed(f)(...)` calls), one process per core; their results in order.
+
+    The tasks fit many small models, each on one thread (`run_tasks` limits
+    BLAS to one; joblib gives each worker process one), so the scores are
+    those of fitting them one after another, while both cores work.
+    """
+    jobs = cpu_count() if jobs is None else jobs
+    return Parallel(n_jobs=jobs, backend="loky" if jobs > 1 else "sequential")(calls)
 
 
 @dataclass

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 
 from prodvec.core import columns as C
-from prodvec.core.feast_ops import embedding_columns, quiet_feast, stack
 
 ROW = "_row"
 
@@ -22,6 +21,10 @@ def historical_embeddings(fs, entity_df: pd.DataFrame, views: list[str]) -> dict
     Each row receives the newest snapshot whose cutoff is at or before its
     `event_timestamp` (Feast's point-in-time join); never a later one.
     """
+    # Here, not at the top: the report's model fits run in worker processes that import the consumers'
+    # modules, and Feast costs each of them seconds to import.
+    from prodvec.core.feast_ops import embedding_columns, quiet_feast, stack
+
     if entity_df.empty:
         return {}
     query = pd.DataFrame({C.PRODUCT_ID: entity_df[C.PRODUCT_ID].astype(str).to_numpy(),

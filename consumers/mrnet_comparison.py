@@ -60,6 +60,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from joblib import delayed
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -70,7 +71,7 @@ from threadpoolctl import threadpool_limits
 
 from prodvec.core import columns as C
 from prodvec.consumers.attributes import split_products
-from prodvec.consumers.evaluation import RANDOM, EvalContext, TaskResult
+from prodvec.consumers.evaluation import RANDOM, EvalContext, TaskResult, fit_side_by_side
 from prodvec.core.shop.model import Shop
 
 TFIDF = "tfidf"
@@ -149,13 +150,21 @@ def unseen_population(similarity: np.ndarray, quantile: float) -> np.ndarray:
 
 def _classifier(features: str, model: str, config: MRNetComparisonConfig):
     if model == RF:
-        # Trees are independent and built in Cython without the GIL: one thread per core, unlike the BLAS
-        # threads below (the forests were two thirds of the report's MRNet comparison on one thread).
+        # One thread: the cores are used by fitting several models at once (`compare_on_tasks`), and a
+        # forest's threads add up the trees' votes in whatever order they finish, so a tie could go
+        # either way from one run to the next.
         return RandomForestClassifier(n_estimators=config.rf_trees, min_samples_leaf=config.rf_min_leaf,
-                                      max_samples=config.rf_max_samples, n_jobs=-1, random_state=config.seed)
+                                      max_samples=config.rf_max_samples, n_jobs=1, random_state=config.seed)
     if features == TFIDF:  # sparse: scaling would turn rare words into huge features
         return LogisticRegression(C=config.tfidf_lr_c, max_iter=config.lr_max_iter)
     return make_pipeline(StandardScaler(), LogisticRegression(C=config.lr_c, max_iter=config.lr_max_iter))
+
+
+def _fit_predict(features: str, model: str, config: MRNetComparisonConfig, x_train, y_train: np.ndarray,
+                 x_test) -> np.ndarray:
+    classifier = _classifier(features, model, config)
+    classifier.fit(x_train, y_train)
+    return classifier.predict(x_test)
 
 
 def _scores(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
@@ -171,7 +180,7 @@ def _learnable(labels: pd.Series, rows: np.ndarray, min_count: int) -> np.ndarra
 def compare_on_tasks(train_titles: pd.Series, test_titles: pd.Series, train_labels: pd.DataFrame,
                      test_labels: pd.DataFrame, features: dict[str, tuple[np.ndarray, np.ndarray]],
                      config: MRNetComparisonConfig = MRNetComparisonConfig(),
-                     covered: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+                     covered: dict[str, np.ndarray] | None = None, jobs: int | None = None) -> pd.DataFrame:
     """Scores of every (task, features, model, setting): one row each, with the relative change to TF-IDF-LR.
 
     `train_labels`/`test_labels` hold one column per task (null = unlabelled),
@@ -181,6 +190,9 @@ def compare_on_tasks(train_titles: pd.Series, test_titles: pd.Series, train_labe
     vector for: those get a `covered` setting, scored with TF-IDF-LR on the
     same rows. Columns: task, features, model, setting, macro_f1, accuracy,
     rel_tfidf_lr, classes, train, test.
+    `jobs`: processes fitting the (features, model) pairs of a task side by
+    side [default: one per core], each model on one thread; the scores are
+    the same for any `jobs`.
     """
     train_labels, test_labels = train_labels.reset_index(drop=True), test_labels.reset_index(drop=True)
     train_tfidf, test_tfidf = title_tfidf(train_titles, test_titles)
@@ -201,13 +213,15 @@ def compare_on_tasks(train_titles: pd.Series, test_titles: pd.Series, train_labe
                 scored = y_test.isin(classes).to_numpy()  # False for nulls, so unlabelled rows are never scored
                 if len(classes) < 2 or not scored.any():
                     continue
+                pairs = [(name, model) for name in matrices for model in (LR, RF)]
+                fitted = fit_side_by_side((delayed(_fit_predict)(name, model, config, matrices[name][0][fit_rows],
+                                                                 y_train.iloc[fit_rows].to_numpy(),
+                                                                 matrices[name][1][scored])
+                                           for name, model in pairs), jobs)
                 predictions = {}
-                for name, (x_train, x_test) in matrices.items():
-                    for model in (LR, RF):
-                        classifier = _classifier(name, model, config)
-                        classifier.fit(x_train[fit_rows], y_train.iloc[fit_rows].to_numpy())
-                        predictions[name, model] = np.empty(len(truth), dtype=object)
-                        predictions[name, model][scored] = classifier.predict(x_test[scored])
+                for key, predicted in zip(pairs, fitted):
+                    predictions[key] = np.empty(len(truth), dtype=object)
+                    predictions[key][scored] = predicted
                 evaluations = [(fit_setting, scored, list(predictions))]
                 if fit_setting == FULL:
                     evaluations.append((UNSEEN, scored & unseen, list(predictions)))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from joblib import delayed
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.metrics import r2_score, roc_auc_score
 from sklearn.model_selection import KFold, cross_val_predict
@@ -24,7 +25,7 @@ from sklearn.preprocessing import StandardScaler
 
 from prodvec.core import columns as C
 from prodvec.core.shop.truth import PRODUCTS_TRUTH_FILE, truth_dir
-from prodvec.consumers.evaluation import EvalContext, TaskResult
+from prodvec.consumers.evaluation import EvalContext, TaskResult, fit_side_by_side
 
 FOLDS = 5
 CONTINUOUS = ("fit_offset", "quality")
@@ -61,11 +62,12 @@ def evaluate_return_drivers(ctx: EvalContext) -> TaskResult:
     if len(catalog) < 10 * FOLDS:
         raise ValueError(f"{len(catalog)} products with truth at {ctx.eval_cutoff}: too few to probe")
     rows = truth.loc[catalog[C.PRODUCT_ID]].reset_index()
-    table = {}
-    for family, lookup in ctx.embeddings(catalog).items():
-        # Products without a vector in this family are probed as the zero vector (what a consumer gets), flagged.
-        x = np.hstack([lookup.matrix, lookup.found[:, None].astype(np.float32)])
-        table[family] = {**probe_drivers(x, rows, ctx.seed), "coverage": float(lookup.found.mean())}
+    lookups = ctx.embeddings(catalog)
+    # Products without a vector in this family are probed as the zero vector (what a consumer gets), flagged.
+    probes = fit_side_by_side(delayed(probe_drivers)(np.hstack([lookup.matrix, lookup.found[:, None].astype(np.float32)]),
+                                                     rows, ctx.seed) for lookup in lookups.values())
+    table = {family: {**probe, "coverage": float(lookup.found.mean())}
+             for (family, lookup), probe in zip(lookups.items(), probes)}
     frame = pd.DataFrame.from_dict(table, orient="index")
     notes = [f"{len(catalog)} products listed by {ctx.eval_cutoff.date()}, each with the vector served then; "
              f"{FOLDS}-fold cross-validated linear probes (ridge for R², logistic regression for AUC) to the "

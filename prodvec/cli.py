@@ -559,12 +559,16 @@ def real_report(data: Path | None, out_dir: Path, work: Path):
               help="Override a validation threshold for every snapshot under HOME (saved in HOME/validation/gate.json), "
                    "e.g. --gate max_classifier_auc=0.8 or --gate clicks_bpr.v1.min_knn_overlap=0.05.")
 @click.option("--no-warm-start", is_flag=True, help="Train every cutoff from scratch (drift without warm start).")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Families trained side by side, one process each [default: one per core, at most one per "
+                   "family]; 1 trains them one after another in this process, with progress bars.")
 def run(shop_dir: Path, home: Path | None, online: str, families, every_days: int, first_days: int,
         eval_days: int, params, fresh: bool, quiet: bool, report_dir: Path | None, no_report: bool, gate,
-        no_warm_start: bool):
+        no_warm_start: bool, jobs: int | None):
     """The whole pipeline on SHOP: produce, validate, promote, apply, materialize, report."""
     import shutil
 
+    from prodvec.family_pool import default_jobs
     from prodvec.pipeline import BACKBONE_FAMILIES, Schedule, run_pipeline
     from prodvec.producers import all_families
 
@@ -585,11 +589,11 @@ def run(shop_dir: Path, home: Path | None, online: str, families, every_days: in
             raise click.BadParameter(f"{key!r}: expected FAMILY.FIELD=VALUE", param_hint="--set")
         overrides.setdefault(family, {})[field] = value
     try:
-        if "all" in families:
-            families = all_families()
+        families = all_families() if "all" in families else (families or BACKBONE_FAMILIES)
         schedule = Schedule(first_days, every_days, eval_days)
-        result = run_pipeline(shop, home, families=families or BACKBONE_FAMILIES, schedule=schedule, online=online,
-                              overrides=overrides, warm_start=not no_warm_start, progress=not quiet, log=click.echo)
+        result = run_pipeline(shop, home, families=families, schedule=schedule, online=online,
+                              overrides=overrides, warm_start=not no_warm_start, progress=not quiet,
+                              jobs=jobs or default_jobs(families), log=click.echo)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     click.echo("")

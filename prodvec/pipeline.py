@@ -19,7 +19,7 @@ from prodvec.core import feast_ops
 from prodvec.consumers.returns import BASELINE, ReturnTask, evaluate_returns
 from prodvec.core.embeddings import InsufficientData
 from prodvec.core.training import RunResult
-from prodvec.jobs import produce
+from prodvec.family_pool import run_families
 from prodvec.core.shop.model import EVENTS, ORDERS, Shop
 from prodvec.core.snapshots import SnapshotStore, latest_views
 from prodvec.validation import shop_suite
@@ -113,7 +113,8 @@ def results_table(store: SnapshotStore, returns: pd.DataFrame | None) -> pd.Data
 
 def run_pipeline(shop: Shop, home: Path, *, families=BACKBONE_FAMILIES, schedule: Schedule = Schedule(),
                  online: str = "sqlite", overrides: dict[str, dict] | None = None, replace: bool = False,
-                 warm_start: bool = True, progress: bool = True, log=print) -> PipelineResult:
+                 warm_start: bool = True, progress: bool = True, jobs: int = 1, log=print) -> PipelineResult:
+    """The whole job; `jobs` > 1 trains that many families side by side (`prodvec.family_pool`)."""
     started = time.perf_counter()
     store = SnapshotStore(home)
     for note in store.recover():
@@ -123,22 +124,30 @@ def run_pipeline(shop: Shop, home: Path, *, families=BACKBONE_FAMILIES, schedule
     log(f"cutoffs: {', '.join(str(c.date()) for c in cutoffs)}")
     checks, _ = shop_suite.validate_shop(shop, docs_root(home))
     log(f"shop suite (Great Expectations): {shop_suite.summary(checks)}")
-    for family in families:
-        runs = produce(shop, family, cutoffs, store, overrides=(overrides or {}).get(family), replace=replace,
-                       keep_existing=True, warm_start=warm_start, progress=progress, log=log)
+
+    def promote(family: str, runs: list[RunResult]) -> None:
+        # As soon as a family is done: a run that dies later still serves what finished.
         if runs and all(r.skipped for r in runs):
             log(runs[0].line())
-            continue
-        promote_passed(store, runs, log)
-        result.runs += runs
+        else:
+            promote_passed(store, runs, log)
+
+    stage = time.perf_counter()
+    produced = run_families(shop, families, cutoffs, home, jobs=jobs, overrides=overrides, replace=replace,
+                            warm_start=warm_start, progress=progress, log=log, on_done=promote)
+    result.runs = [run for _, runs in produced if not (runs and all(r.skipped for r in runs)) for run in runs]
+    log(f"families: {len(produced)} trained in {time.perf_counter() - stage:.0f}s")
+    stage = time.perf_counter()
     fs = feast_ops.open_store(home, online)
     views = feast_ops.apply(fs, home)
-    log(f"feast apply: {len(views)} feature views: {', '.join(views)}")
+    log(f"feast apply: {len(views)} feature views: {', '.join(views)} ({time.perf_counter() - stage:.0f}s)")
+    stage = time.perf_counter()
     result.served = feast_ops.materialize(fs, home)
-    log(f"feast materialize: {sum(result.served.values())} product rows online")
+    log(f"feast materialize: {sum(result.served.values())} product rows online ({time.perf_counter() - stage:.0f}s)")
     if not shop.has(ORDERS):
         log("return model: skipped: needs orders, which this shop does not have")
     else:
+        stage = time.perf_counter()
         task = ReturnTask(eval_cutoff=schedule.eval_cutoff(shop), train_from=cutoffs[0] if cutoffs else None)
         try:
             # Many small model fits: one BLAS thread each, as in the report (threads fighting
@@ -151,7 +160,7 @@ def run_pipeline(shop: Shop, home: Path, *, families=BACKBONE_FAMILIES, schedule
         else:
             auc = result.returns.set_index("family")["return_auc"]
             log(f"return model: AUC {auc.get(BASELINE, float('nan')):.3f} without embeddings, "
-                f"best {auc.drop(BASELINE).idxmax()} {auc.drop(BASELINE).max():.3f}")
+                f"best {auc.drop(BASELINE).idxmax()} {auc.drop(BASELINE).max():.3f} ({time.perf_counter() - stage:.0f}s)")
     result.table = results_table(store, result.returns)
     result.seconds = time.perf_counter() - started
     return result

@@ -343,7 +343,7 @@ def test_pipeline_runs_on_a_catalogue_only_shop_and_says_what_it_skipped(tmp_pat
         "a catalogue is trained once, at its end"
     assert "clicks_bpr: skipped: needs events, which this shop does not have" in out
     assert "return model: skipped: needs orders" in out
-    assert "feast apply: 2 feature views: product_text_dae_v1, product_unified_v1" in out
+    assert "feast apply: 2 feature views: product_text_dae_v1, product_unified_v1 (" in out
     assert (tmp_path / "report" / "report.md").is_file(), "the evaluation report runs on a partial shop too"
 
     from prodvec.core import feast_ops

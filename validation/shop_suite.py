@@ -114,8 +114,8 @@ def validate_shop_tables(tables: dict[str, pd.DataFrame], docs_root: Path | None
         else pd.Index([])
     checks: list[ShopCheck] = []
     pages = []
-    context = embedding_suite._context(docs_root)
-    with embedding_suite._lock:
+    with embedding_suite._lock, embedding_suite.root_lock(docs_root):
+        context = embedding_suite._context(docs_root)
         for file, table in tables.items():
             table = table.reset_index(drop=True)
             if file != C.PRODUCTS_FILE and C.PRODUCT_ID in table:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from prodvec.core.columns import PRODUCT_ID
+from prodvec.core.home_lock import locked
 from prodvec.validation.metrics import plain
 
 # -- the batch table ------------------------------------------------------------------------------------------
@@ -117,6 +119,10 @@ PARAMETERS = tuple(dict.fromkeys(v["$PARAMETER"] for c in CHECK_SPECS for v in c
                                  if isinstance(v, dict)))
 
 _lock = threading.Lock()
+# Across processes (families validated side by side, `prodvec.family_pool`): GX's file context rewrites
+# shared files (suites, validation definitions, its yml, the Data Docs site) and checks that what it
+# saved is still what is on disk, so one process at a time works in a root.
+_ROOT_LOCK = ".gx.lock"
 _contexts: dict[str, Any] = {}
 _definitions: dict[tuple[str, frozenset], Any] = {}
 _sources: dict[tuple[int, str], Any] = {}
@@ -135,6 +141,14 @@ def _expectation(spec: Check):
     kwargs = dict(spec.kwargs)
     kwargs.setdefault("column", EMBEDDING)
     return cls(**kwargs, severity=spec.severity, meta={"check": spec.name, "severity": spec.severity})
+
+
+def root_lock(docs_root: Path | None):
+    """Hold `docs_root`'s lock for the block (nothing to hold for an ephemeral context)."""
+    if docs_root is None:
+        return nullcontext()
+    Path(docs_root).mkdir(parents=True, exist_ok=True)
+    return locked(Path(docs_root) / _ROOT_LOCK, f"the validation store {docs_root}", wait=float("inf"))
 
 
 def _quiet() -> None:
@@ -161,10 +175,15 @@ def _context(docs_root: Path | None):
 
 
 def _definition(docs_root: Path | None, parts: frozenset):
-    """The validation definition of the suite for `parts`, made (or replaced) once per process and root."""
+    """The validation definition of the suite for `parts`, made (or replaced) once per process and root
+    (and again when another process replaced it in the root)."""
     import great_expectations as gx
 
     key = (str(Path(docs_root).resolve()) if docs_root else "", parts)
+    if key in _definitions and docs_root and not _definitions[key].is_fresh().success:
+        # Another process (families validated side by side) saved the suite since: make ours again.
+        del _definitions[key]
+        _sources.pop((id(_context(docs_root)), SOURCE), None)
     if key not in _definitions:
         context = _context(docs_root)
         batch = whole_dataframe(context, SOURCE, ASSET)
@@ -236,7 +255,7 @@ def run_suite(table: pd.DataFrame, params: dict[str, Any], parts: frozenset = fr
         raise KeyError(f"validation suite: missing parameters {missing}")
     from great_expectations.core.run_identifier import RunIdentifier
 
-    with _lock:
+    with _lock, root_lock(docs_root):
         definition = _definition(docs_root, parts)
         result = definition.run(
             batch_parameters={"dataframe": table},
@@ -281,7 +300,7 @@ def refresh_index(docs_root: Path) -> Path:
     """Rebuild the Data Docs index page (every stored run) without re-rendering any run's page."""
     from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
 
-    with _lock:
+    with _lock, root_lock(docs_root):
         context = _context(docs_root)
         # GX renders every stored result when given no identifiers; one that matches nothing renders none.
         context.build_data_docs(resource_identifiers=[ExpectationSuiteIdentifier(name="__index_only__")],
