@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from prodvec.core import columns as C
 from prodvec.core import feast_ops
-from prodvec.consumers.returns import BASELINE, ReturnTask, evaluate_returns
+from prodvec.consumers.returns import BASELINE, ORACLE, ReturnTask, evaluate_returns
 from prodvec.core.embeddings import InsufficientData
 from prodvec.core.training import RunResult
 from prodvec.family_pool import run_families
@@ -159,8 +159,10 @@ def run_pipeline(shop: Shop, home: Path, *, families=BACKBONE_FAMILIES, schedule
             log(f"return model: skipped: {reason}")
         else:
             auc = result.returns.set_index("family")["return_auc"]
+            families = auc.drop([BASELINE, ORACLE], errors="ignore")
+            ceiling = f", oracle {auc[ORACLE]:.3f}" if ORACLE in auc else ""
             log(f"return model: AUC {auc.get(BASELINE, float('nan')):.3f} without embeddings, "
-                f"best {auc.drop(BASELINE).idxmax()} {auc.drop(BASELINE).max():.3f} ({time.perf_counter() - stage:.0f}s)")
+                f"best {families.idxmax()} {families.max():.3f}{ceiling} ({time.perf_counter() - stage:.0f}s)")
     result.table = results_table(store, result.returns)
     result.seconds = time.perf_counter() - started
     return result
