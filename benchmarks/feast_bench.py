@@ -73,57 +73,84 @@ def materialize(home: str, online: str, plugin: bool) -> dict:
 
 
 def floor(home: str, online: str, n: int, dim: int, method: str = "script") -> dict:
-    """Rows of the plugin's sizes (key, ValueProto bytes, times) in sorted key order, written with no Feast and
-    no encoding in the timing, into the table layout the store reads (SQLite) / one HSET per key (Redis:
-    `method` "pipeline", redis-py's pipelined HSETs, or "script", the plugin's Lua script without its
-    newer-time check; the faster of the two is the floor)."""
-    key_len, value_len = 4 + 4 + 4 + len("product_id") + 4 + 4 + 9, 3 + 2 + 4 * dim + (dim * 4 + 3 > 127)
-    blob = np.random.default_rng(0).integers(0, 256, value_len * FLOOR_BATCH, dtype=np.uint8).tobytes()
-    values = [blob[i * value_len:(i + 1) * value_len] for i in range(FLOOR_BATCH)]
-    keys = [f"{i:0{key_len}d}".encode() for i in range(n)]
+    """The plugin's rows, written with no Feast, no reading and no encoding in the timing.
+
+    The bytes are the plugin's own, made before the clock starts: the serialized entity keys of the bench's
+    products (with the project suffix on Redis), real ValueProto bytes of `dim` floats (FLOOR_BATCH distinct
+    ones, reused), one stored time. SQLite: into the table layout SqliteOnlineStore.update makes (its primary
+    key and entity-key index), FLOOR_BATCH rows per transaction, ROWS_PER_STATEMENT rows per INSERT as the
+    plugin sends them. Redis: the hash the plugin writes (`_ts:<view>` and the feature field) per key,
+    FLOOR_BATCH rows per request, framed in RESP with the plugin's numpy framing, either as plain HSETs
+    (`method` "hset": no script at all) or as the plugin's script with its newer-time check off ("script");
+    the faster of the two is the floor.
+    """
+    import pyarrow as pa
+
+    from prodvec.core import feast_ops
+    from prodvec.core.feast_plugin.encoding import Packed, concat_rows, entity_keys, float_list_values, resp_bulk
+    from prodvec.core.feast_plugin.writers import ROWS_PER_STATEMENT, UPSERT_NEWER_LUA, script_request, send_request
+
+    suffix = b"" if online == "sqlite" else feast_ops.PROJECT.encode()
+    keys = entity_keys("product_id", pa.array([f"P{i:08d}" for i in range(n)]), 2, suffix)  # 2: STRING
+    vectors = np.random.default_rng(0).normal(size=(min(n, FLOOR_BATCH), dim)).astype(np.float32)
+    values = float_list_values(pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim))
+    stamp, field, ts_field = b"\x08\x80\xcc\xd8\xbc\x06", b"abcd", b"_ts:product_bench_v1"
     if online != "sqlite":
         import redis
 
-        # Imported before the clock starts (the module loads Feast).
-        from prodvec.core.feast_plugin.writers import SCRIPT_ROWS, UPSERT_NEWER_LUA
-    started = time.perf_counter()
-    if online == "sqlite":
+        host, port = online.removeprefix("redis://").split(":")
+        client = redis.Redis(host=host, port=int(port))
+        client.ping()  # connected before the clock starts
+    else:
         import sqlite3
 
+        key_list, value_list = keys.tolist(), values.tolist()
+    started = time.perf_counter()
+    if online == "sqlite":
         path = Path(home) / "floor.db"
         path.unlink(missing_ok=True)
         conn = sqlite3.connect(path)
         conn.execute("CREATE TABLE t (entity_key BLOB, feature_name TEXT, value BLOB, value_text TEXT, "
                      "vector_value BLOB, event_ts timestamp, created_ts timestamp, PRIMARY KEY(entity_key, feature_name))")
         conn.execute("CREATE INDEX t_ek ON t (entity_key)")  # the table as SqliteOnlineStore.update makes it
+        insert = "INSERT INTO t (entity_key, feature_name, value, value_text, event_ts, created_ts) VALUES "
+        one, many = insert + "(?, ?, ?, ?, ?, ?)", insert + ", ".join(["(?, ?, ?, ?, ?, ?)"] * ROWS_PER_STATEMENT)
+        width = 6 * ROWS_PER_STATEMENT
         for start in range(0, n, FLOOR_BATCH):
+            flat = [x for k, v in zip(key_list[start:start + FLOOR_BATCH], value_list)
+                    for x in (k, "embedding", v, None, 1738368000, 1738368000)]
+            full = len(flat) // width * width
             with conn:
-                conn.executemany("INSERT INTO t (entity_key, feature_name, value, value_text, event_ts, created_ts) "
-                                 "VALUES (?, ?, ?, ?, ?, ?)",
-                                 ((k, "embedding", v, None, 1738368000, 1738368000)
-                                  for k, v in zip(keys[start:start + FLOOR_BATCH], values)))
+                conn.executemany(many, (flat[i:i + width] for i in range(0, full, width)))
+                conn.executemany(one, (flat[i:i + 6] for i in range(full, len(flat), 6)))
         conn.close()
     else:
-        host, port = online.removeprefix("redis://").split(":")
-        client = redis.Redis(host=host, port=int(port))
-        stamp, field = b"\x08\x80\xcc\xd8\xbc\x06", b"abcd"
-        if method == "pipeline":  # one HSET per key, packed by redis-py
-            for start in range(0, n, FLOOR_BATCH):
-                with client.pipeline(transaction=False) as pipe:
-                    for k, v in zip(keys[start:start + FLOOR_BATCH], values):
-                        pipe.execute_command("HSET", k, b"_ts:product_bench_v1", stamp, field, v)
-                    pipe.execute()
-        else:  # the plugin's own script with its read-and-compare step off: the same HSETs, no dedup
-            script = client.register_script(UPSERT_NEWER_LUA)
-            head = [b"_ts:product_bench_v1", 0, 0, 1, field]
-            for start in range(0, n, FLOOR_BATCH):
-                with client.pipeline(transaction=False) as pipe:
-                    for at in range(start, min(start + FLOOR_BATCH, n), SCRIPT_ROWS):
-                        chunk = keys[at:min(at + SCRIPT_ROWS, start + FLOOR_BATCH, n)]
-                        offset = at - start
-                        args = [item for v in values[offset:offset + len(chunk)] for item in (stamp, v)]
-                        script(keys=chunk, args=head + args, client=pipe)
-                    pipe.execute()
+        framed_keys = resp_bulk(keys)
+
+        def rows(start: int, stop: int) -> Packed:
+            return Packed(framed_keys.buffer, framed_keys.offsets[start:stop + 1])
+
+        framed_values = resp_bulk(values)
+
+        def repeated(text: bytes, count: int) -> Packed:
+            return Packed(np.tile(np.frombuffer(text, np.uint8), count), np.arange(count + 1, dtype=np.int64) * len(text))
+
+        stamp_field = b"$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(ts_field), ts_field, len(stamp), stamp,
+                                                                    len(field), field)
+        for start in range(0, n, FLOOR_BATCH):
+            stop = min(start + FLOOR_BATCH, n)
+            count = stop - start
+            batch_values = Packed(framed_values.buffer, framed_values.offsets[:count + 1])
+            if method == "hset":  # per key: HSET key _ts:<view> <stamp> <field> <value>
+                request = concat_rows([repeated(b"*6\r\n$4\r\nHSET\r\n", count), rows(start, stop),
+                                       repeated(stamp_field, count), batch_values])
+                send_request(client, [memoryview(request.buffer)], count)
+            else:  # the plugin's script and framing, without its read-and-compare step
+                head = b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in (ts_field, b"0", b"0", b"1", field))
+                stamps = repeated(b"$%d\r\n%s\r\n" % (len(stamp), stamp), count)
+                eval_head = b"$4\r\nEVAL\r\n$%d\r\n%s\r\n" % (len(UPSERT_NEWER_LUA), UPSERT_NEWER_LUA.encode())
+                send_request(client, *script_request(eval_head, rows(start, stop), head,
+                                                     concat_rows([stamps, batch_values]), 1))
     return {"seconds": time.perf_counter() - started, "rows": n}
 
 
@@ -277,7 +304,7 @@ def bench_materialization(work: Path, sizes: list[int], dims: list[int], stores:
             prepared(child("prepare", timeout, home=str(home), n=n, dim=dim))
             for store, online in stores.items():
                 row = {"stage": "materialize", "store": store, "products": n, "dim": dim}
-                floors = ("pipeline", "script") if online.startswith("redis") else ("executemany",)
+                floors = ("hset", "script") if online.startswith("redis") else ("executemany",)
                 runs = [("plugin", "materialize", {"plugin": True}), ("native", "materialize", {"plugin": False})]
                 runs += [(f"floor_{m}", "floor", {"n": n, "dim": dim, "method": m}) for m in floors]
                 for name, task, args in runs:

@@ -192,6 +192,41 @@ def _bulk(item: bytes | str | int) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(item), item)
 
 
+def script_request(eval_head: bytes, keys: Packed, head: bytes, argv: Packed, features: int) -> tuple[list, int]:
+    """The EVAL calls of one batch, SCRIPT_ROWS rows each, as chunks of one RESP request; and how many calls.
+
+    `keys` and `argv` are already framed (resp_bulk), one row per entity; `head` the framed arguments every
+    call repeats. The rows are slices of the batch's buffers, not copies.
+    """
+    key_at, arg_at = keys.offsets.tolist(), argv.offsets.tolist()
+    key_bytes, arg_bytes = memoryview(keys.buffer), memoryview(argv.buffer)
+    chunks, calls, n = [], 0, len(keys)
+    for start in range(0, n, SCRIPT_ROWS):
+        stop = min(start + SCRIPT_ROWS, n)
+        rows = stop - start
+        arguments = 3 + rows + 4 + features + rows * (1 + features)
+        chunks += [b"*%d\r\n" % arguments + eval_head + _bulk(rows), key_bytes[key_at[start]:key_at[stop]], head,
+                   arg_bytes[arg_at[start]:arg_at[stop]]]
+        calls += 1
+    return chunks, calls
+
+
+def send_request(client, chunks: list, replies: int) -> list:
+    """Write a framed request on one of the client's connections and read its `replies` replies."""
+    if not replies:
+        return []
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    try:
+        conn.send_packed_command(chunks)
+        return [conn.read_response() for _ in range(replies)]
+    except BaseException:
+        conn.disconnect()  # replies may be left unread on it: never hand it back half-read
+        raise
+    finally:
+        pool.release(conn)
+
+
 class RedisRows:
     """One request per batch of EVAL calls that apply Feast's "write only if newer" rule in Redis.
 
@@ -240,38 +275,15 @@ class RedisRows:
         names = list(values)
         head = b"".join(_bulk(a) for a in (self.ts_field, self.ttl or 0, 0 if self.skip_dedup else 1, len(names),
                                            *(self.fields[name] for name in names)))
-        keys = resp_bulk(Packed.of(keys))
         # Row-major arguments: per row its stamp then its F values, each framed.
         argv = concat_rows([resp_bulk(Packed.of(stamps)), *(resp_bulk(Packed.of(values[name])) for name in names)])
-        key_at, arg_at = keys.offsets.tolist(), argv.offsets.tolist()
-        key_bytes, arg_bytes = memoryview(keys.buffer), memoryview(argv.buffer)
-        chunks, calls, n = [], 0, len(keys)
-        for start in range(0, n, SCRIPT_ROWS):
-            stop = min(start + SCRIPT_ROWS, n)
-            rows = stop - start
-            arguments = 3 + rows + 4 + len(names) + rows * (1 + len(names))
-            chunks += [b"*%d\r\n" % arguments + self.eval_head + _bulk(rows), key_bytes[key_at[start]:key_at[stop]],
-                       head, arg_bytes[arg_at[start]:arg_at[stop]]]
-            calls += 1
-        return "script", (chunks, calls)
+        return "script", script_request(self.eval_head, resp_bulk(Packed.of(keys)), head, argv, len(names))
 
     def send(self, prepared) -> int:
         kind, payload = prepared
         if kind == "two_pass":
             return self._write_two_pass(*payload)
-        chunks, calls = payload
-        if not calls:
-            return 0
-        pool = self.client.connection_pool
-        conn = pool.get_connection()
-        try:
-            conn.send_packed_command(chunks)
-            return int(sum(conn.read_response() for _ in range(calls)))
-        except BaseException:
-            conn.disconnect()  # replies may be left unread on it: never hand it back half-read
-            raise
-        finally:
-            pool.release(conn)
+        return int(sum(send_request(self.client, *payload)))
 
     def write(self, keys, values: dict, event: pa.Array, created: pa.Array | None) -> int:
         return self.send(self.prepare(keys, values, event, created))
