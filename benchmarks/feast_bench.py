@@ -60,16 +60,18 @@ def prepare(home: str, n: int, dim: int, snapshots: int = 1) -> dict:
     return {}
 
 
-def materialize(home: str, online: str, plugin: bool) -> dict:
+def materialize(home: str, online: str, plugin: bool, overlap: bool = True) -> dict:
     from prodvec.core import feast_ops
 
     fs = feast_ops.open_store(home, online=online, plugin=plugin)
     feast_ops.apply(fs, home)
-    started = time.perf_counter()
+    if plugin:  # overlap=False: the plugin writing each batch before reading the next (the engine's switch)
+        fs._get_provider().batch_engine.overlap_writes = overlap
+    started, cpu = time.perf_counter(), time.process_time()
     served = feast_ops.materialize(fs, home)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     jobs = getattr(fs._get_provider().batch_engine, "jobs", [])
-    return {"seconds": seconds, "rows": sum(served.values()), "batches": sum(j.batches for j in jobs)}
+    return {"seconds": seconds, "cpu_seconds": cpu, "rows": sum(served.values()), "batches": sum(j.batches for j in jobs)}
 
 
 def floor(home: str, online: str, n: int, dim: int, method: str = "script") -> dict:
@@ -105,7 +107,7 @@ def floor(home: str, online: str, n: int, dim: int, method: str = "script") -> d
         import sqlite3
 
         key_list, value_list = keys.tolist(), values.tolist()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     if online == "sqlite":
         path = Path(home) / "floor.db"
         path.unlink(missing_ok=True)
@@ -151,7 +153,7 @@ def floor(home: str, online: str, n: int, dim: int, method: str = "script") -> d
                 eval_head = b"$4\r\nEVAL\r\n$%d\r\n%s\r\n" % (len(UPSERT_NEWER_LUA), UPSERT_NEWER_LUA.encode())
                 send_request(client, *script_request(eval_head, rows(start, stop), head,
                                                      concat_rows([stamps, batch_values]), 1))
-    return {"seconds": time.perf_counter() - started, "rows": n}
+    return {"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu, "rows": n}
 
 
 def lookup(home: str, online: str, repeats: int = 200) -> dict:
@@ -295,8 +297,17 @@ def best_of(runs: int, measure) -> dict:
     return best
 
 
+def process_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) a process has used so far, from /proc; 0 where that cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, TypeError):
+        return 0.0
+
+
 def bench_materialization(work: Path, sizes: list[int], dims: list[int], stores: dict[str, str], native_max: int,
-                          timeout: float, log, repeats: int = 1) -> list[dict]:
+                          timeout: float, log, repeats: int = 1, server_pid: int | None = None) -> list[dict]:
     rows = []
     for dim in dims:
         for n in sizes:
@@ -316,7 +327,13 @@ def bench_materialization(work: Path, sizes: list[int], dims: list[int], stores:
                         (home / "feast" / "online_store.db").unlink(missing_ok=True)
                         if online.startswith("redis"):
                             flush(online)
-                        return child(task, timeout, home=str(home), online=online, **args)
+                        # redis-server's CPU over the child's run (idle outside the timed part): the store's share
+                        # of the work, which the child's own CPU time does not show.
+                        before = process_cpu(server_pid) if online.startswith("redis") else 0.0
+                        out = child(task, timeout, home=str(home), online=online, **args)
+                        if online.startswith("redis") and "seconds" in out:
+                            out["server_cpu_seconds"] = process_cpu(server_pid) - before
+                        return out
 
                     row[name] = best_of(repeats, measure)
                     log(f"materialize {store} {n}x{dim} {name}: {row[name]}")
@@ -364,13 +381,17 @@ def markdown(results: dict) -> str:
     lines = [SECTION, "", f"`{results['command']}` ({results['when']}, {os.cpu_count()} CPUs, shared machine)", "",
              "Materialization of one snapshot (rows/s; peak RSS of the child process in GB):", "",
              "| store | products × dim | plugin rows/s | Feast native rows/s | floor rows/s | plugin ÷ native | "
-             "floor ÷ plugin | RSS plugin / native / floor |", "|---|---|---|---|---|---|---|---|"]
+             "floor ÷ plugin | CPU s plugin / floor | RSS plugin / native / floor |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in results["materialize"]:
         p, nat, fl = rate(r["plugin"]), rate(r["native"]), rate(r["floor"])
         rss = " / ".join(fmt(r[k].get("peak_rss_gb")) for k in ("plugin", "native", "floor"))
         native_cell = fmt(nat, 0) if nat else r["native"].get("error", "—")
+        # CPU of the timed part: the process (all its threads) plus, on Redis, redis-server during the run.
+        cpu = " / ".join(fmt(r[k]["cpu_seconds"] + r[k].get("server_cpu_seconds", 0.0)) if "cpu_seconds" in r[k]
+                         else "—" for k in ("plugin", "floor"))
         lines.append(f"| {r['store']} | {r['products']:,} × {r['dim']} | {fmt(p, 0)} | {native_cell} | {fmt(fl, 0)} | "
-                     f"{fmt(p / nat if p and nat else None, 1)}× | {fmt(fl / p if p and fl else None)}× | {rss} |")
+                     f"{fmt(p / nat if p and nat else None, 1)}× | {fmt(fl / p if p and fl else None)}× | {cpu} | {rss} |")
     if results.get("historical"):
         lines += ["", "get_historical_features, 3 snapshots × "
                   f"{results['historical'][0]['products']:,} products × 64 (seconds to an Arrow table; RSS GB):", "",
@@ -431,8 +452,9 @@ def run(args: argparse.Namespace, md_path: Path, json_path: Path, command: str) 
     try:
         results = {"command": command, "when": pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M UTC")}
         stages = args.stages.split(",")
-        results["materialize"] = bench_materialization(work, sizes, dims, stores, args.native_max,
-                                                       args.stage_timeout, log, args.repeats) if "materialize" in stages else []
+        results["materialize"] = bench_materialization(
+            work, sizes, dims, stores, args.native_max, args.stage_timeout, log, args.repeats,
+            server.pid if server is not None else None) if "materialize" in stages else []
         if "historical" in stages:
             results["historical"] = bench_historical(work, 100_000, [int(r) for r in args.hist_rows.split(",")],
                                                      args.stage_timeout, log)

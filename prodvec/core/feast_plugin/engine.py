@@ -5,6 +5,7 @@ Selected in `feature_store.yaml`::
     batch_engine:
       type: prodvec.core.feast_plugin.engine.EmbeddingComputeEngine
       batch_size: 10000          # rows per Arrow batch / online-store transaction
+      overlap_writes: true       # send batch k while batch k+1 is read and encoded
 
 (`prodvec` builds the same `RepoConfig` in code for any `--home`). Delete the
 block, or write `batch_engine: local`, to go back to Feast's own engine.
@@ -16,8 +17,9 @@ online store. Such a view is materialized by streaming: DuckDB picks the
 latest row per entity within [start, end] from the key and time columns and
 pyarrow streams those rows in Arrow batches (source.py), each batch is turned
 into the store's own row bytes with numpy (encoding.py) and written in one
-transaction / one pipeline of Lua script calls (writers.py). Peak memory is a
-batch plus one small (key, timestamps) pass, whatever the table's size.
+transaction / one request of Lua script calls (writers.py), from a writer
+thread while the next batch is read and encoded. Peak memory is two batches
+plus one small (key, timestamps) pass, whatever the table's size.
 
 Every other view (transformations, aggregations, other stores, offline
 writes) goes to Feast's `LocalComputeEngine` unchanged.

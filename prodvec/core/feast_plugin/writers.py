@@ -10,15 +10,20 @@ resolves them.
 * SQLite (`SqliteOnlineStore`): table `<project>_<view>`, one row per
   (entity_key, feature_name) with the serialized ValueProto in `value`,
   `value_text` NULL for lists, and `event_ts` / `created_ts` written through
-  the `datetime` adapter Feast registers with sqlite3; one upsert, one
-  transaction per batch.
+  the `datetime` adapter Feast registers with sqlite3; Feast's upsert, 128
+  rows per statement, one transaction per batch.
 * Redis (`RedisOnlineStore`): one hash per entity at
   `serialize_entity_key(key) + project`, field `mmh3("<view>:<feature>")`
   holds the ValueProto, field `_ts:<view>` the event time as a protobuf
   Timestamp; like Feast, a row whose stored event time is the same or newer
   is left alone (unless `skip_dedup`), and `key_ttl_seconds` sets an expiry.
   That rule runs in Redis, in a Lua script (`UPSERT_NEWER_LUA`) called once
-  per 1,000 rows, instead of a pipelined read of every stored time first.
+  per 1,000 rows, instead of a pipelined read of every stored time first;
+  a batch's calls are framed in RESP by numpy and sent as one request.
+
+Each writer has `prepare` (CPU work in Python and numpy) and `send` (the
+store's work, which runs without the GIL): the engine sends one batch from
+a writer thread while it prepares the next.
 """
 
 from __future__ import annotations
