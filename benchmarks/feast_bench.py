@@ -83,14 +83,15 @@ def floor(home: str, online: str, n: int, dim: int, method: str = "script") -> d
     key and entity-key index), FLOOR_BATCH rows per transaction, ROWS_PER_STATEMENT rows per INSERT as the
     plugin sends them. Redis: the hash the plugin writes (`_ts:<view>` and the feature field) per key,
     FLOOR_BATCH rows per request, framed in RESP with the plugin's numpy framing, either as plain HSETs
-    (`method` "hset": no script at all) or as the plugin's script with its newer-time check off ("script");
-    the faster of the two is the floor.
+    (`method` "hset": no script, what the plugin sends with `skip_dedup: true`) or as the plugin's script with
+    its newer-time check off ("script"); the faster of the two is the floor.
     """
     import pyarrow as pa
 
     from prodvec.core import feast_ops
     from prodvec.core.feast_plugin.encoding import Packed, concat_rows, entity_keys, float_list_values, resp_bulk
-    from prodvec.core.feast_plugin.writers import ROWS_PER_STATEMENT, UPSERT_NEWER_LUA, script_request, send_request
+    from prodvec.core.feast_plugin.writers import (ROWS_PER_STATEMENT, UPSERT_NEWER_LUA, hset_request, repeated,
+                                                   script_request, send_request)
 
     suffix = b"" if online == "sqlite" else feast_ops.PROJECT.encode()
     keys = entity_keys("product_id", pa.array([f"P{i:08d}" for i in range(n)]), 2, suffix)  # 2: STRING
@@ -133,26 +134,19 @@ def floor(home: str, online: str, n: int, dim: int, method: str = "script") -> d
             return Packed(framed_keys.buffer, framed_keys.offsets[start:stop + 1])
 
         framed_values = resp_bulk(values)
-
-        def repeated(text: bytes, count: int) -> Packed:
-            return Packed(np.tile(np.frombuffer(text, np.uint8), count), np.arange(count + 1, dtype=np.int64) * len(text))
-
-        stamp_field = b"$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(ts_field), ts_field, len(stamp), stamp,
-                                                                    len(field), field)
+        framed_stamp = b"$%d\r\n%s\r\n" % (len(stamp), stamp)
         for start in range(0, n, FLOOR_BATCH):
             stop = min(start + FLOOR_BATCH, n)
             count = stop - start
             batch_values = Packed(framed_values.buffer, framed_values.offsets[:count + 1])
-            if method == "hset":  # per key: HSET key _ts:<view> <stamp> <field> <value>
-                request = concat_rows([repeated(b"*6\r\n$4\r\nHSET\r\n", count), rows(start, stop),
-                                       repeated(stamp_field, count), batch_values])
-                send_request(client, [memoryview(request.buffer)], count)
+            if method == "hset":  # per key: HSET key _ts:<view> <stamp> <field> <value> (the plugin's skip_dedup)
+                send_request(client, *hset_request(rows(start, stop), ts_field, repeated(framed_stamp, count), [field],
+                                                   [batch_values], None))
             else:  # the plugin's script and framing, without its read-and-compare step
                 head = b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in (ts_field, b"0", b"0", b"1", field))
-                stamps = repeated(b"$%d\r\n%s\r\n" % (len(stamp), stamp), count)
                 eval_head = b"$4\r\nEVAL\r\n$%d\r\n%s\r\n" % (len(UPSERT_NEWER_LUA), UPSERT_NEWER_LUA.encode())
                 send_request(client, *script_request(eval_head, rows(start, stop), head,
-                                                     concat_rows([stamps, batch_values]), 1))
+                                                     concat_rows([repeated(framed_stamp, count), batch_values]), 1))
     return {"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu, "rows": n}
 
 

@@ -364,6 +364,14 @@ def test_the_redis_script_keeps_or_replaces_stored_rows_exactly_as_feasts_write_
         written = []
         assert outcome(lambda: written.append(writer.write(keys, values, event, None))) == feast
         assert written == [sum(replaced)]
+    # skip_dedup: Feast overwrites every row (no stored time read); the plugin then sends plain HSETs + EXPIREs.
+    config.online_store.skip_dedup = True
+    everything = outcome(lambda: store.online_write_batch(config, view, incoming, None))
+    assert all(everything[k][0][next(f for f in everything[k][0] if not f.startswith(b"_ts"))]
+               == values["embedding"][i] and everything[k][1] > 0 for i, k in enumerate(keys))
+    writer, written = RedisRows(store, config, view, VIEW), []
+    assert outcome(lambda: written.append(writer.write(keys, values, event, None))) == everything
+    assert written == [len(cases)]
 
 
 def test_the_read_back_check_samples_the_snapshot_and_notices_a_lost_row(tmp_path):

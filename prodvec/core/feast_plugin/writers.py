@@ -216,6 +216,27 @@ def script_request(eval_head: bytes, keys: Packed, head: bytes, argv: Packed, fe
     return chunks, calls
 
 
+def repeated(text: bytes, count: int) -> Packed:
+    """`count` rows, each `text`."""
+    return Packed(np.tile(np.frombuffer(text, dtype=np.uint8), count),
+                  np.arange(count + 1, dtype=np.int64) * len(text))
+
+
+def hset_request(keys: Packed, ts_field: bytes, stamps: Packed, fields: list[bytes], values: list[Packed],
+                 ttl: int | None) -> tuple[list, int]:
+    """Per row `HSET key <ts_field> <stamp> <field> <value> ...` (and `EXPIRE key ttl`), as one RESP request;
+    and how many replies come back. `keys`, `stamps` and `values` are framed (resp_bulk)."""
+    n = len(keys)
+    parts = [repeated(b"*%d\r\n" % (2 + 2 * (1 + len(fields))) + _bulk("HSET"), n), keys, repeated(_bulk(ts_field), n),
+             stamps]
+    for field, value in zip(fields, values):
+        parts += [repeated(_bulk(field), n), value]
+    if ttl:
+        parts += [repeated(b"*3\r\n" + _bulk("EXPIRE"), n), keys, repeated(_bulk(ttl), n)]
+    request = concat_rows(parts)
+    return [memoryview(request.buffer)], n * (2 if ttl else 1)
+
+
 def send_request(client, chunks: list, replies: int) -> list:
     """Write a framed request on one of the client's connections and read its `replies` replies."""
     if not replies:
@@ -272,22 +293,33 @@ class RedisRows:
         return ts.SerializeToString()
 
     def prepare(self, keys, values: dict, event: pa.Array, created: pa.Array | None):
-        """The batch's request: ("script", chunks to send, calls) or, on Redis Cluster, the two-pass rows."""
+        """The batch's request: ("script", (chunks, calls)), with skip_dedup ("plain", (rows, (chunks, replies))),
+        or, on Redis Cluster, ("two_pass", rows)."""
         stamps = per_timestamp(event, self._stamp)
         if self.cluster:
             return "two_pass", (Packed.of(keys).tolist(), {f: Packed.of(v).tolist() for f, v in values.items()},
                                 event, stamps)
         names = list(values)
+        keys, stamps = resp_bulk(Packed.of(keys)), resp_bulk(Packed.of(stamps))
+        framed = [resp_bulk(Packed.of(values[name])) for name in names]
+        if self.skip_dedup:
+            # Feast's skip_dedup path writes every row without reading a stored time: plain HSETs (and EXPIREs),
+            # the same commands it pipelines, without a script.
+            return "plain", (len(keys), hset_request(keys, self.ts_field, stamps, [self.fields[f] for f in names],
+                                                     framed, self.ttl))
         head = b"".join(_bulk(a) for a in (self.ts_field, self.ttl or 0, 0 if self.skip_dedup else 1, len(names),
                                            *(self.fields[name] for name in names)))
         # Row-major arguments: per row its stamp then its F values, each framed.
-        argv = concat_rows([resp_bulk(Packed.of(stamps)), *(resp_bulk(Packed.of(values[name])) for name in names)])
-        return "script", script_request(self.eval_head, resp_bulk(Packed.of(keys)), head, argv, len(names))
+        return "script", script_request(self.eval_head, keys, head, concat_rows([stamps, *framed]), len(names))
 
     def send(self, prepared) -> int:
         kind, payload = prepared
         if kind == "two_pass":
             return self._write_two_pass(*payload)
+        if kind == "plain":
+            rows, request = payload
+            send_request(self.client, *request)
+            return rows
         return int(sum(send_request(self.client, *payload)))
 
     def write(self, keys, values: dict, event: pa.Array, created: pa.Array | None) -> int:
