@@ -71,7 +71,8 @@ def materialize(home: str, online: str, plugin: bool, overlap: bool = True) -> d
     served = feast_ops.materialize(fs, home)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     jobs = getattr(fs._get_provider().batch_engine, "jobs", [])
-    return {"seconds": seconds, "cpu_seconds": cpu, "rows": sum(served.values()), "batches": sum(j.batches for j in jobs)}
+    return {"seconds": seconds, "cpu_seconds": cpu, "rows": sum(served.values()),
+            "batches": sum(j.batches for j in jobs)}
 
 
 def floor(home: str, online: str, n: int, dim: int, method: str = "script") -> dict:
