@@ -60,71 +60,95 @@ def prepare(home: str, n: int, dim: int, snapshots: int = 1) -> dict:
     return {}
 
 
-def materialize(home: str, online: str, plugin: bool) -> dict:
+def materialize(home: str, online: str, plugin: bool, overlap: bool = True) -> dict:
     from prodvec.core import feast_ops
 
     fs = feast_ops.open_store(home, online=online, plugin=plugin)
     feast_ops.apply(fs, home)
-    started = time.perf_counter()
+    if plugin:  # overlap=False: the plugin writing each batch before reading the next (the engine's switch)
+        fs._get_provider().batch_engine.overlap_writes = overlap
+    started, cpu = time.perf_counter(), time.process_time()
     served = feast_ops.materialize(fs, home)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     jobs = getattr(fs._get_provider().batch_engine, "jobs", [])
-    return {"seconds": seconds, "rows": sum(served.values()), "batches": sum(j.batches for j in jobs)}
+    return {"seconds": seconds, "cpu_seconds": cpu, "rows": sum(served.values()),
+            "batches": sum(j.batches for j in jobs)}
 
 
 def floor(home: str, online: str, n: int, dim: int, method: str = "script") -> dict:
-    """Rows of the plugin's sizes (key, ValueProto bytes, times) in sorted key order, written with no Feast and
-    no encoding in the timing, into the table layout the store reads (SQLite) / one HSET per key (Redis:
-    `method` "pipeline", redis-py's pipelined HSETs, or "script", the plugin's Lua script without its
-    newer-time check; the faster of the two is the floor)."""
-    key_len, value_len = 4 + 4 + 4 + len("product_id") + 4 + 4 + 9, 3 + 2 + 4 * dim + (dim * 4 + 3 > 127)
-    blob = np.random.default_rng(0).integers(0, 256, value_len * FLOOR_BATCH, dtype=np.uint8).tobytes()
-    values = [blob[i * value_len:(i + 1) * value_len] for i in range(FLOOR_BATCH)]
-    keys = [f"{i:0{key_len}d}".encode() for i in range(n)]
+    """The plugin's rows, written with no Feast, no reading and no encoding in the timing.
+
+    The bytes are the plugin's own, made before the clock starts: the serialized entity keys of the bench's
+    products (with the project suffix on Redis), real ValueProto bytes of `dim` floats (FLOOR_BATCH distinct
+    ones, reused), one stored time. SQLite: into the table layout SqliteOnlineStore.update makes (its primary
+    key and entity-key index), FLOOR_BATCH rows per transaction, ROWS_PER_STATEMENT rows per INSERT as the
+    plugin sends them. Redis: the hash the plugin writes (`_ts:<view>` and the feature field) per key,
+    FLOOR_BATCH rows per request, framed in RESP with the plugin's numpy framing, either as plain HSETs
+    (`method` "hset": no script, what the plugin sends with `skip_dedup: true`) or as the plugin's script with
+    its newer-time check off ("script"); the faster of the two is the floor.
+    """
+    import pyarrow as pa
+
+    from prodvec.core import feast_ops
+    from prodvec.core.feast_plugin.encoding import Packed, concat_rows, entity_keys, float_list_values, resp_bulk
+    from prodvec.core.feast_plugin.writers import (ROWS_PER_STATEMENT, UPSERT_NEWER_LUA, hset_request, repeated,
+                                                   script_request, send_request)
+
+    suffix = b"" if online == "sqlite" else feast_ops.PROJECT.encode()
+    keys = entity_keys("product_id", pa.array([f"P{i:08d}" for i in range(n)]), 2, suffix)  # 2: STRING
+    vectors = np.random.default_rng(0).normal(size=(min(n, FLOOR_BATCH), dim)).astype(np.float32)
+    values = float_list_values(pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim))
+    stamp, field, ts_field = b"\x08\x80\xcc\xd8\xbc\x06", b"abcd", b"_ts:product_bench_v1"
     if online != "sqlite":
         import redis
 
-        # Imported before the clock starts (the module loads Feast).
-        from prodvec.core.feast_plugin.writers import SCRIPT_ROWS, UPSERT_NEWER_LUA
-    started = time.perf_counter()
-    if online == "sqlite":
+        host, port = online.removeprefix("redis://").split(":")
+        client = redis.Redis(host=host, port=int(port))
+        client.ping()  # connected before the clock starts
+    else:
         import sqlite3
 
+        key_list, value_list = keys.tolist(), values.tolist()
+    started, cpu = time.perf_counter(), time.process_time()
+    if online == "sqlite":
         path = Path(home) / "floor.db"
         path.unlink(missing_ok=True)
         conn = sqlite3.connect(path)
         conn.execute("CREATE TABLE t (entity_key BLOB, feature_name TEXT, value BLOB, value_text TEXT, "
                      "vector_value BLOB, event_ts timestamp, created_ts timestamp, PRIMARY KEY(entity_key, feature_name))")
         conn.execute("CREATE INDEX t_ek ON t (entity_key)")  # the table as SqliteOnlineStore.update makes it
+        insert = "INSERT INTO t (entity_key, feature_name, value, value_text, event_ts, created_ts) VALUES "
+        one, many = insert + "(?, ?, ?, ?, ?, ?)", insert + ", ".join(["(?, ?, ?, ?, ?, ?)"] * ROWS_PER_STATEMENT)
+        width = 6 * ROWS_PER_STATEMENT
         for start in range(0, n, FLOOR_BATCH):
+            flat = [x for k, v in zip(key_list[start:start + FLOOR_BATCH], value_list)
+                    for x in (k, "embedding", v, None, 1738368000, 1738368000)]
+            full = len(flat) // width * width
             with conn:
-                conn.executemany("INSERT INTO t (entity_key, feature_name, value, value_text, event_ts, created_ts) "
-                                 "VALUES (?, ?, ?, ?, ?, ?)",
-                                 ((k, "embedding", v, None, 1738368000, 1738368000)
-                                  for k, v in zip(keys[start:start + FLOOR_BATCH], values)))
+                conn.executemany(many, (flat[i:i + width] for i in range(0, full, width)))
+                conn.executemany(one, (flat[i:i + 6] for i in range(full, len(flat), 6)))
         conn.close()
     else:
-        host, port = online.removeprefix("redis://").split(":")
-        client = redis.Redis(host=host, port=int(port))
-        stamp, field = b"\x08\x80\xcc\xd8\xbc\x06", b"abcd"
-        if method == "pipeline":  # one HSET per key, packed by redis-py
-            for start in range(0, n, FLOOR_BATCH):
-                with client.pipeline(transaction=False) as pipe:
-                    for k, v in zip(keys[start:start + FLOOR_BATCH], values):
-                        pipe.execute_command("HSET", k, b"_ts:product_bench_v1", stamp, field, v)
-                    pipe.execute()
-        else:  # the plugin's own script with its read-and-compare step off: the same HSETs, no dedup
-            script = client.register_script(UPSERT_NEWER_LUA)
-            head = [b"_ts:product_bench_v1", 0, 0, 1, field]
-            for start in range(0, n, FLOOR_BATCH):
-                with client.pipeline(transaction=False) as pipe:
-                    for at in range(start, min(start + FLOOR_BATCH, n), SCRIPT_ROWS):
-                        chunk = keys[at:min(at + SCRIPT_ROWS, start + FLOOR_BATCH, n)]
-                        offset = at - start
-                        args = [item for v in values[offset:offset + len(chunk)] for item in (stamp, v)]
-                        script(keys=chunk, args=head + args, client=pipe)
-                    pipe.execute()
-    return {"seconds": time.perf_counter() - started, "rows": n}
+        framed_keys = resp_bulk(keys)
+
+        def rows(start: int, stop: int) -> Packed:
+            return Packed(framed_keys.buffer, framed_keys.offsets[start:stop + 1])
+
+        framed_values = resp_bulk(values)
+        framed_stamp = b"$%d\r\n%s\r\n" % (len(stamp), stamp)
+        for start in range(0, n, FLOOR_BATCH):
+            stop = min(start + FLOOR_BATCH, n)
+            count = stop - start
+            batch_values = Packed(framed_values.buffer, framed_values.offsets[:count + 1])
+            if method == "hset":  # per key: HSET key _ts:<view> <stamp> <field> <value> (the plugin's skip_dedup)
+                send_request(client, *hset_request(rows(start, stop), ts_field, repeated(framed_stamp, count), [field],
+                                                   [batch_values], None))
+            else:  # the plugin's script and framing, without its read-and-compare step
+                head = b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in (ts_field, b"0", b"0", b"1", field))
+                eval_head = b"$4\r\nEVAL\r\n$%d\r\n%s\r\n" % (len(UPSERT_NEWER_LUA), UPSERT_NEWER_LUA.encode())
+                send_request(client, *script_request(eval_head, rows(start, stop), head,
+                                                     concat_rows([repeated(framed_stamp, count), batch_values]), 1))
+    return {"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu, "rows": n}
 
 
 def lookup(home: str, online: str, repeats: int = 200) -> dict:
@@ -268,8 +292,17 @@ def best_of(runs: int, measure) -> dict:
     return best
 
 
+def process_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) a process has used so far, from /proc; 0 where that cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, TypeError):
+        return 0.0
+
+
 def bench_materialization(work: Path, sizes: list[int], dims: list[int], stores: dict[str, str], native_max: int,
-                          timeout: float, log, repeats: int = 1) -> list[dict]:
+                          timeout: float, log, repeats: int = 1, server_pid: int | None = None) -> list[dict]:
     rows = []
     for dim in dims:
         for n in sizes:
@@ -277,7 +310,7 @@ def bench_materialization(work: Path, sizes: list[int], dims: list[int], stores:
             prepared(child("prepare", timeout, home=str(home), n=n, dim=dim))
             for store, online in stores.items():
                 row = {"stage": "materialize", "store": store, "products": n, "dim": dim}
-                floors = ("pipeline", "script") if online.startswith("redis") else ("executemany",)
+                floors = ("hset", "script") if online.startswith("redis") else ("executemany",)
                 runs = [("plugin", "materialize", {"plugin": True}), ("native", "materialize", {"plugin": False})]
                 runs += [(f"floor_{m}", "floor", {"n": n, "dim": dim, "method": m}) for m in floors]
                 for name, task, args in runs:
@@ -289,7 +322,13 @@ def bench_materialization(work: Path, sizes: list[int], dims: list[int], stores:
                         (home / "feast" / "online_store.db").unlink(missing_ok=True)
                         if online.startswith("redis"):
                             flush(online)
-                        return child(task, timeout, home=str(home), online=online, **args)
+                        # redis-server's CPU over the child's run (idle outside the timed part): the store's share
+                        # of the work, which the child's own CPU time does not show.
+                        before = process_cpu(server_pid) if online.startswith("redis") else 0.0
+                        out = child(task, timeout, home=str(home), online=online, **args)
+                        if online.startswith("redis") and "seconds" in out:
+                            out["server_cpu_seconds"] = process_cpu(server_pid) - before
+                        return out
 
                     row[name] = best_of(repeats, measure)
                     log(f"materialize {store} {n}x{dim} {name}: {row[name]}")
@@ -337,13 +376,17 @@ def markdown(results: dict) -> str:
     lines = [SECTION, "", f"`{results['command']}` ({results['when']}, {os.cpu_count()} CPUs, shared machine)", "",
              "Materialization of one snapshot (rows/s; peak RSS of the child process in GB):", "",
              "| store | products × dim | plugin rows/s | Feast native rows/s | floor rows/s | plugin ÷ native | "
-             "floor ÷ plugin | RSS plugin / native / floor |", "|---|---|---|---|---|---|---|---|"]
+             "floor ÷ plugin | CPU s plugin / floor | RSS plugin / native / floor |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in results["materialize"]:
         p, nat, fl = rate(r["plugin"]), rate(r["native"]), rate(r["floor"])
         rss = " / ".join(fmt(r[k].get("peak_rss_gb")) for k in ("plugin", "native", "floor"))
         native_cell = fmt(nat, 0) if nat else r["native"].get("error", "—")
+        # CPU of the timed part: the process (all its threads) plus, on Redis, redis-server during the run.
+        cpu = " / ".join(fmt(r[k]["cpu_seconds"] + r[k].get("server_cpu_seconds", 0.0)) if "cpu_seconds" in r[k]
+                         else "—" for k in ("plugin", "floor"))
         lines.append(f"| {r['store']} | {r['products']:,} × {r['dim']} | {fmt(p, 0)} | {native_cell} | {fmt(fl, 0)} | "
-                     f"{fmt(p / nat if p and nat else None, 1)}× | {fmt(fl / p if p and fl else None)}× | {rss} |")
+                     f"{fmt(p / nat if p and nat else None, 1)}× | {fmt(fl / p if p and fl else None)}× | {cpu} | {rss} |")
     if results.get("historical"):
         lines += ["", "get_historical_features, 3 snapshots × "
                   f"{results['historical'][0]['products']:,} products × 64 (seconds to an Arrow table; RSS GB):", "",
@@ -404,8 +447,9 @@ def run(args: argparse.Namespace, md_path: Path, json_path: Path, command: str) 
     try:
         results = {"command": command, "when": pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M UTC")}
         stages = args.stages.split(",")
-        results["materialize"] = bench_materialization(work, sizes, dims, stores, args.native_max,
-                                                       args.stage_timeout, log, args.repeats) if "materialize" in stages else []
+        results["materialize"] = bench_materialization(
+            work, sizes, dims, stores, args.native_max, args.stage_timeout, log, args.repeats,
+            server.pid if server is not None else None) if "materialize" in stages else []
         if "historical" in stages:
             results["historical"] = bench_historical(work, 100_000, [int(r) for r in args.hist_rows.split(",")],
                                                      args.stage_timeout, log)

@@ -107,9 +107,29 @@ def test_value_and_key_bytes_are_feasts_own():
         [feast_key(Value(int64_val=i)) for i in numbers.to_pylist()]
 
 
+def test_resp_framing_and_row_concatenation_match_a_plain_python_reference():
+    """The Redis request is framed by numpy (resp_bulk, concat_rows); every byte must be what redis-py's
+    `$<len>\\r\\n<arg>\\r\\n` framing gives, for rows of any lengths, uniform or not, and for sliced rows."""
+    from prodvec.core.feast_plugin.encoding import Packed, concat_rows, resp_bulk
+
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        n = int(rng.integers(0, 25))
+        lengths = rng.choice([0, 1, 9, 10, 99, 100, 519, 1234], size=n) if trial % 2 else np.full(n, 519)
+        rows = [bytes(rng.integers(0, 256, int(k), dtype=np.uint8)) for k in lengths]
+        other = [r[::-1] + b"!" for r in rows]
+        for skip in (0, min(n, 3)):  # a Packed whose offsets do not start at 0 (a slice of a batch)
+            a, b = (Packed(p.buffer, p.offsets[skip:]) for p in (Packed.of(rows), Packed.of(other)))
+            assert list(a) == rows[skip:]
+            assert list(resp_bulk(a)) == [b"$%d\r\n%s\r\n" % (len(r), r) for r in rows[skip:]]
+            assert list(concat_rows([a, resp_bulk(b)])) == \
+                [r + b"$%d\r\n%s\r\n" % (len(o), o) for r, o in zip(rows[skip:], other[skip:])]
+
+
 def test_sqlite_rows_are_bit_identical_with_the_plugin_and_with_feasts_engine(tmp_path):
     native_home, plugin_home = tmp_path / "native", tmp_path / "plugin"
-    truth = served_home(native_home)
+    # 300 rows: two full multi-row INSERTs (writers.ROWS_PER_STATEMENT = 128) and 44 single-row ones.
+    truth = served_home(native_home, n=300)
     shutil.copytree(native_home, plugin_home)  # the same Parquet bytes, created_timestamp included
 
     native = materialize(native_home, "sqlite", plugin=False)
@@ -131,7 +151,7 @@ def test_sqlite_rows_are_bit_identical_with_the_plugin_and_with_feasts_engine(tm
 def test_redis_hashes_are_bit_identical_with_the_plugin_and_with_feasts_engine(tmp_path, redis_url):  # noqa: F811
     import redis
 
-    truth = served_home(tmp_path)
+    truth = served_home(tmp_path, n=2_500)  # three script calls (writers.SCRIPT_ROWS = 1,000) in one request
     host, port = redis_url.removeprefix("redis://").split(":")
     client = redis.Redis(host=host, port=int(port))
 
@@ -151,12 +171,13 @@ def test_redis_hashes_are_bit_identical_with_the_plugin_and_with_feasts_engine(t
     assert fs._get_provider().batch_engine.jobs[-1].rows_written == 0
 
 
-def test_a_table_larger_than_a_batch_is_streamed_batch_by_batch(tmp_path):
+@pytest.mark.parametrize("overlap", [True, False])
+def test_a_table_larger_than_a_batch_is_streamed_batch_by_batch(tmp_path, overlap):
     truth = served_home(tmp_path, n=50, dim=4)
     fs = feast_ops.open_store(tmp_path)
     feast_ops.apply(fs, tmp_path)
     engine = fs._get_provider().batch_engine
-    engine.batch_size = 7
+    engine.batch_size, engine.overlap_writes = 7, overlap
     # A window ending before the second cutoff serves the first snapshot ...
     fs.materialize(start_date=(CUT1 - pd.Timedelta(days=1)).to_pydatetime(),
                    end_date=(CUT2 - pd.Timedelta(seconds=1)).to_pydatetime(), feature_views=[VIEW])
@@ -166,6 +187,33 @@ def test_a_table_larger_than_a_batch_is_streamed_batch_by_batch(tmp_path):
     job = engine.jobs[-1]
     assert job.rows_read == 50 and job.batches == 8 and max(job.batch_rows) <= 7
     assert same_bits(online_matrix(fs, truth["ids"]), truth["newest"])
+
+
+def test_a_failed_batch_stops_the_load_before_the_next_batch_is_sent(tmp_path, monkeypatch):
+    """Batch k is sent from the writer thread while k+1 is encoded: an error in k must still stop the load."""
+    from prodvec.core.feast_plugin import writers
+
+    served_home(tmp_path, n=50, dim=4)
+    fs = feast_ops.open_store(tmp_path)
+    feast_ops.apply(fs, tmp_path)
+    engine = fs._get_provider().batch_engine
+    engine.batch_size = 7
+    sent, send = [], writers.SqliteRows.send
+
+    def failing_second(self, prepared):
+        sent.append(prepared[2])
+        if len(sent) == 2:
+            raise sqlite3.OperationalError("disk I/O error")
+        return send(self, prepared)
+
+    monkeypatch.setattr(writers.SqliteRows, "send", failing_second)
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        fs.materialize(start_date=(CUT1 - pd.Timedelta(days=1)).to_pydatetime(),
+                       end_date=(CUT2 + pd.Timedelta(days=1)).to_pydatetime(), feature_views=[VIEW])
+    job = engine.jobs[-1]
+    assert sent == [7, 7] and job.rows_written == 7 and job.status().name == "ERROR"
+    with sqlite3.connect(tmp_path / "feast" / "online_store.db") as conn:
+        assert conn.execute(f"SELECT count(*) FROM prodvec_{VIEW}").fetchone()[0] == 7
 
 
 def test_views_that_are_not_embeddings_go_to_feasts_engine(tmp_path):
@@ -316,6 +364,14 @@ def test_the_redis_script_keeps_or_replaces_stored_rows_exactly_as_feasts_write_
         written = []
         assert outcome(lambda: written.append(writer.write(keys, values, event, None))) == feast
         assert written == [sum(replaced)]
+    # skip_dedup: Feast overwrites every row (no stored time read); the plugin then sends plain HSETs + EXPIREs.
+    config.online_store.skip_dedup = True
+    everything = outcome(lambda: store.online_write_batch(config, view, incoming, None))
+    assert all(everything[k][0][next(f for f in everything[k][0] if not f.startswith(b"_ts"))]
+               == values["embedding"][i] and everything[k][1] > 0 for i, k in enumerate(keys))
+    writer, written = RedisRows(store, config, view, VIEW), []
+    assert outcome(lambda: written.append(writer.write(keys, values, event, None))) == everything
+    assert written == [len(cases)]
 
 
 def test_the_read_back_check_samples_the_snapshot_and_notices_a_lost_row(tmp_path):

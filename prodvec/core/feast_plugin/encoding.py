@@ -19,6 +19,7 @@ fixed by two public formats, so they can be assembled directly:
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -105,7 +106,100 @@ def split(buffer: np.ndarray, offsets: np.ndarray) -> list[bytes]:
     return [data[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def float_list_values(column: pa.Array, where: str = "") -> list[bytes]:
+@dataclass(frozen=True)
+class Packed:
+    """Byte rows back to back: row i is `buffer[offsets[i]:offsets[i + 1]]`.
+
+    The form a batch is encoded in. SQLite's client takes a bytes object per
+    row (`tolist`); the Redis writer frames whole ranges of rows into one
+    request without ever making per-row objects (resp.py). Iterating yields
+    the rows as bytes.
+    """
+
+    buffer: np.ndarray
+    offsets: np.ndarray
+
+    @classmethod
+    def of(cls, rows) -> "Packed":
+        """A Packed from a Packed (as it is) or from a sequence of bytes."""
+        if isinstance(rows, Packed):
+            return rows
+        rows = list(rows)
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)), out=offsets[1:])
+        return cls(np.frombuffer(b"".join(rows), dtype=np.uint8), offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def tolist(self) -> list[bytes]:
+        return split(self.buffer, self.offsets)
+
+    def __iter__(self):
+        return iter(self.tolist())
+
+
+def decimal_digits(values: np.ndarray) -> np.ndarray:
+    """How many decimal digits each non-negative integer has."""
+    values = np.asarray(values, dtype=np.int64)
+    n = np.ones(len(values), dtype=np.int64)
+    for power in range(1, 19):
+        n += values >= 10 ** power
+    return n
+
+
+def resp_bulk(rows: Packed) -> Packed:
+    """Every row as a RESP bulk string, `$<length>\r\n<row>\r\n`: how Redis receives a command's arguments.
+
+    Framing here, with numpy over the whole batch, replaces redis-py's
+    per-argument Python packing (about 1.5 us an argument, 3 arguments a row).
+    """
+    lengths = rows.lengths
+    digits = decimal_digits(lengths)
+    n, width = len(lengths), int(digits.max(initial=1))
+    head = np.zeros((n, 1 + width + 2), dtype=np.uint8)
+    head[:, 0] = ord("$")
+    for j in range(width):  # digit j (from the left) of each length that has one
+        live = digits > j
+        place = 10 ** (digits[live] - 1 - j)
+        head[np.flatnonzero(live), 1 + j] = ord("0") + (lengths[live] // place) % 10
+    rows_idx = np.arange(n)
+    head[rows_idx, 1 + digits] = ord("\r")
+    head[rows_idx, 2 + digits] = ord("\n")
+    body = rows.buffer[int(rows.offsets[0]):int(rows.offsets[-1])]
+    buffer, offsets = assemble(head, 3 + digits, body, lengths, b"\r\n")
+    return Packed(buffer, offsets)
+
+
+def concat_rows(parts: list[Packed]) -> Packed:
+    """Row i of the result is row i of every part, one after the other (all parts have the same row count)."""
+    n = len(parts[0])
+    if any(len(p) != n for p in parts):
+        raise ValueError("concat_rows: parts with different row counts")
+    lengths = np.stack([p.lengths for p in parts], axis=1)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths.sum(axis=1), out=offsets[1:])
+    out = np.empty(int(offsets[-1]), dtype=np.uint8)
+    starts = offsets[:-1, None] + np.cumsum(lengths, axis=1) - lengths  # where each part's piece of a row begins
+    uniform = bool(n) and bool((lengths == lengths[0]).all())
+    for j, part in enumerate(parts):
+        body = part.buffer[int(part.offsets[0]):int(part.offsets[-1])]
+        if uniform:  # every row has the same layout (a fixed-size embedding): strided copies, no index arrays
+            row = int(offsets[1])
+            out.reshape(n, row)[:, int(starts[0, j]):int(starts[0, j] + lengths[0, j])] = \
+                body.reshape(n, int(lengths[0, j]))
+        elif len(body):
+            # Destination of every byte: its row's start in the output plus its place within the row.
+            shift = np.repeat(starts[:, j] - (part.offsets[:-1] - part.offsets[0]), lengths[:, j])
+            out[shift + np.arange(len(body))] = body
+    return Packed(out, offsets)
+
+
+def float_list_values(column: pa.Array, where: str = "") -> Packed:
     """`ValueProto(float_list_val=...).SerializeToString()` of every row of a list<float> column.
 
     A null row becomes b"" (an empty ValueProto), as Feast writes it.
@@ -142,11 +236,11 @@ def float_list_values(column: pa.Array, where: str = "") -> list[bytes]:
     body = np.frombuffer(floats.buffers()[1], dtype=np.uint8,
                          count=4 * len(floats), offset=4 * floats.offset)
     buffer, offsets = assemble(head, head_len, body, np.where(valid, payload, 0))
-    return split(buffer, offsets)
+    return Packed(buffer, offsets)
 
 
 def entity_keys(join_key: str, column: pa.Array, value_type: ValueType, suffix: bytes = b"",
-                where: str = "") -> list[bytes]:
+                where: str = "") -> Packed:
     """`serialize_entity_key(EntityKey([join_key], [value]), 3) + suffix` for every value of a one-key entity."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
@@ -182,4 +276,4 @@ def entity_keys(join_key: str, column: pa.Array, value_type: ValueType, suffix: 
     head[:, len(prefix): len(prefix) + 4] = np.frombuffer(struct.pack("<I", type_code), dtype=np.uint8)
     head[:, len(prefix) + 4:] = lengths.astype("<u4").view(np.uint8).reshape(n, 4)
     buffer, offsets = assemble(head, np.full(n, head.shape[1]), body, lengths, suffix)
-    return split(buffer, offsets)
+    return Packed(buffer, offsets)

@@ -5,6 +5,7 @@ Selected in `feature_store.yaml`::
     batch_engine:
       type: prodvec.core.feast_plugin.engine.EmbeddingComputeEngine
       batch_size: 10000          # rows per Arrow batch / online-store transaction
+      overlap_writes: true       # send batch k while batch k+1 is read and encoded
 
 (`prodvec` builds the same `RepoConfig` in code for any `--home`). Delete the
 block, or write `batch_engine: local`, to go back to Feast's own engine.
@@ -16,8 +17,9 @@ online store. Such a view is materialized by streaming: DuckDB picks the
 latest row per entity within [start, end] from the key and time columns and
 pyarrow streams those rows in Arrow batches (source.py), each batch is turned
 into the store's own row bytes with numpy (encoding.py) and written in one
-transaction / one pipeline of Lua script calls (writers.py). Peak memory is a
-batch plus one small (key, timestamps) pass, whatever the table's size.
+transaction / one request of Lua script calls (writers.py), from a writer
+thread while the next batch is read and encoded. Peak memory is two batches
+plus one small (key, timestamps) pass, whatever the table's size.
 
 Every other view (transformations, aggregations, other stores, offline
 writes) goes to Feast's `LocalComputeEngine` unchanged.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Optional, Sequence
 
 from feast import FeatureView, FileSource
@@ -44,7 +47,7 @@ from feast.infra.online_stores.sqlite import SqliteOnlineStore
 from feast.repo_config import FeastConfigBaseModel
 from feast.types import Array, Float32
 from feast.value_type import ValueType
-from pydantic import StrictInt, StrictStr
+from pydantic import StrictBool, StrictInt, StrictStr
 
 from prodvec.core.feast_plugin.source import LatestRows, latest_batches
 from prodvec.core.feast_plugin.writers import RedisRows, SqliteRows, encode_batch
@@ -63,6 +66,9 @@ class EmbeddingComputeEngineConfig(FeastConfigBaseModel):
     """Rows per Arrow batch, per SQLite transaction and per Redis pipeline: the memory bound."""
     duckdb_threads: StrictInt = 2
     duckdb_memory_limit: StrictStr = "1GB"
+    overlap_writes: StrictBool = True
+    """Send batch k to the store from a second thread while batch k+1 is read and encoded (two batches in
+    memory); false: one after the other."""
     backend: Optional[StrictStr] = None
     """Passed to Feast's LocalComputeEngine for the views this engine hands over."""
 
@@ -100,8 +106,8 @@ class EmbeddingMaterializationJob(MaterializationJob):
 
 class EmbeddingComputeEngine(ComputeEngine):
     def __init__(self, *, repo_config, offline_store, online_store, batch_size: int = 10_000,
-                 duckdb_threads: int = 2, duckdb_memory_limit: str = "1GB", backend: Optional[str] = None,
-                 **kwargs):
+                 duckdb_threads: int = 2, duckdb_memory_limit: str = "1GB", overlap_writes: bool = True,
+                 backend: Optional[str] = None, **kwargs):
         kwargs.pop("type", None)
         super().__init__(repo_config=repo_config, offline_store=offline_store, online_store=online_store)
         if batch_size < 1:
@@ -109,6 +115,7 @@ class EmbeddingComputeEngine(ComputeEngine):
         self.batch_size = batch_size
         self.duckdb_threads = duckdb_threads
         self.duckdb_memory_limit = duckdb_memory_limit
+        self.overlap_writes = overlap_writes
         self.fallback = LocalComputeEngine(repo_config=repo_config, offline_store=offline_store,
                                            online_store=online_store, backend=backend)
         # Jobs this engine ran itself, newest last (tests and the benchmark read them).
@@ -176,14 +183,37 @@ class EmbeddingComputeEngine(ComputeEngine):
         rows = LatestRows(path=LatestRows.resolve(source.path, config.repo_path), join_key=key_column.name,
                           features=tuple(features), timestamp=source.timestamp_field,
                           created=source.created_timestamp_column or None)
-        for batch in latest_batches(rows, task.start_time, task.end_time, self.batch_size,
-                                    threads=self.duckdb_threads, memory_limit=self.duckdb_memory_limit):
-            keys, values = encode_batch(batch, key_column.name, key_column.dtype.to_value_type(), features,
-                                        writer.key_suffix(), where=f"{view.name} ({source.path})")
-            job.rows_read += batch.num_rows
-            job.rows_written += writer.write(keys, values, batch.column(rows.timestamp),
-                                             batch.column(rows.created) if rows.created else None)
-            job.batch_rows.append(batch.num_rows)
+        # The store's side of a batch (SQLite's B-tree work, redis-server running the script) runs without the
+        # GIL, in the writer thread, while this thread decodes and encodes the next batch: on two cores the
+        # reading is hidden behind the writing. At most one batch is in flight, and a failed write stops the
+        # load before the next batch is sent.
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prodvec-write") if self.overlap_writes else None
+        in_flight: Optional[Future] = None
+        try:
+            for batch in latest_batches(rows, task.start_time, task.end_time, self.batch_size,
+                                        threads=self.duckdb_threads, memory_limit=self.duckdb_memory_limit):
+                keys, values = encode_batch(batch, key_column.name, key_column.dtype.to_value_type(), features,
+                                            writer.key_suffix(), where=f"{view.name} ({source.path})")
+                prepared = writer.prepare(keys, values, batch.column(rows.timestamp),
+                                          batch.column(rows.created) if rows.created else None)
+                n = batch.num_rows
+                del keys, values, batch
+                if in_flight is not None:
+                    job.rows_written += in_flight.result()
+                    in_flight = None
+                if pool is None:
+                    job.rows_written += writer.send(prepared)
+                else:
+                    in_flight = pool.submit(writer.send, prepared)
+                job.rows_read += n
+                job.batch_rows.append(n)
+                del prepared
+            if in_flight is not None:
+                job.rows_written += in_flight.result()
+                in_flight = None
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)  # an error in this thread still waits for the batch being sent
         log.info("%s: %d rows written in %d batches by EmbeddingComputeEngine", view.name, job.rows_written,
                  job.batches)
 
