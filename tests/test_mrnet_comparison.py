@@ -189,3 +189,24 @@ def test_through_feast_a_text_family_beats_random_and_the_result_has_the_reports
     per_task = next(iter(result.extra.values()))
     assert list(per_task.columns) == ["text_dae", RANDOM, TFIDF_LR, TFIDF_RF]
     assert any("zero vector" in note for note in result.notes)
+
+
+def test_the_mrnet_myntra_benchmark_scores_as_the_report_does():
+    """benchmarks/mrnet_myntra.py iterates on mrnet with its own LR scorer: it must give compare_on_tasks'
+    FULL/LR macro-F1, for dense features and TF-IDF, or its numbers would not predict the report's."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "mrnet_myntra.py"
+    spec = importlib.util.spec_from_file_location("mrnet_myntra", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    train, test, features = synthetic(titles_carry_label=True)
+    train, test = train.reset_index(drop=True), test.reset_index(drop=True)
+    train.loc[:9, "colour"] = None  # unlabelled training rows are left out of the fit
+    train.loc[10:12, "colour"] = "purple"  # too rare to learn: left out of training and test
+    test.loc[:1, "colour"] = "purple"
+    scores = scored(train, test, features, config=M.MRNetComparisonConfig(small_train=60, rf_trees=5))
+    noise = bench.score_lr(*features["noise"], train["colour"], test["colour"])
+    assert noise == pytest.approx(pick(scores, "noise")["macro_f1"])
+    tfidf = bench.score_lr(*M.title_tfidf(train["title"], test["title"]), train["colour"], test["colour"])
+    assert tfidf == pytest.approx(pick(scores, TFIDF)["macro_f1"])
