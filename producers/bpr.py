@@ -67,6 +67,7 @@ def warm_start(previous, product_ids, users, products, init_p, init_u):
 
 class ClicksBPR(Producer):
     name = "clicks_bpr"
+    relative_cost = 4
     smoke_settings = {"epochs": 60, "dim": 16, "lr": 0.05}
     requires = frozenset({EVENTS})
     Config = BPRConfig

@@ -19,6 +19,7 @@ from prodvec.core.shop.model import Shop
 
 class DeepWalkProd2Vec(Prod2Vec):
     name = "deepwalk_prod2vec"
+    relative_cost = 34
     smoke_settings = {"dim": 16}
     Config = WalkConfig
     description = "Word2Vec skip-gram on weighted random walks over the session co-occurrence graph (DeepWalk)"

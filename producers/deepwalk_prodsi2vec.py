@@ -26,6 +26,7 @@ class WalkSi2VecConfig(WalkConfig, ProdSi2VecConfig):
 
 class DeepWalkProdSi2Vec(ProdSi2Vec):
     name = "deepwalk_prodsi2vec"
+    relative_cost = 43
     smoke_settings = {"dim": 16}
     Config = WalkSi2VecConfig
     description = ("Word2Vec skip-gram on random walks over the session co-occurrence graph, interleaved with "

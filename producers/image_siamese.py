@@ -213,6 +213,7 @@ def triplet_loss(z, label, category, n_anchors: int, margin: float, hard_margin:
 
 class ImageSiamese(Producer):
     name = "image_siamese"
+    relative_cost = 48
     smoke_settings = {"dim": 16, "side": 32, "width": 16, "epochs": 4, "batch_size": 32}
     requires = frozenset({IMAGES})
     Config = SiameseConfig

@@ -208,6 +208,7 @@ def build_encoder(vectors: np.ndarray, hidden: int, dim: int, freeze: bool = Tru
 
 class MRNet(Producer):
     name = "mrnet"
+    relative_cost = 195
     smoke_settings = {"dim": 16, "epochs": 3, "warm_epochs": 1, "batch_size": 64, "w2v_epochs": 5,
                       "adapter_steps": 20, "sae_epochs": 40, "sae_min_steps": 0, "sae_warm_steps": 0}
     requires = frozenset({TEXT})

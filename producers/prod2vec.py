@@ -27,6 +27,7 @@ from prodvec.core.shop.model import EVENTS, Shop
 
 class Prod2Vec(Producer):
     name = "prod2vec"
+    relative_cost = 14
     smoke_settings = {"dim": 16}
     requires = frozenset({EVENTS})
     Config = Word2VecConfig

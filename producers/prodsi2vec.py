@@ -114,6 +114,7 @@ class SideInfoCorpus:
 
 class ProdSi2Vec(Prod2Vec):
     name = "prodsi2vec"
+    relative_cost = 23
     smoke_settings = {"dim": 16}
     Config = ProdSi2VecConfig
     description = ("Word2Vec skip-gram on sessions interleaved with side information (Meta-Prod2Vec style); "

@@ -117,6 +117,7 @@ def build_model(n_items: int, cfg: SASRecConfig):
 
 class SASRec(Producer):
     name = "sasrec"
+    relative_cost = 72
     smoke_settings = {"dim": 16, "epochs": 1, "batch_size": 128, "negatives": 16}
     requires = frozenset({EVENTS})
     Config = SASRecConfig

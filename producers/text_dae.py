@@ -93,6 +93,7 @@ def catalogue_features(shop: Shop, cfg: DAEConfig) -> tuple[sparse.csr_matrix, l
 
 class TextDAE(Producer):
     name = "text_dae"
+    relative_cost = 43
     smoke_settings = {"epochs": 60, "dim": 16, "hidden": 64}
     requires = frozenset({TEXT})
     Config = DAEConfig

@@ -93,6 +93,7 @@ def encode(texts: list[str], device, batch_size: int, max_tokens: int, progress:
 
 class TextMiniLM(Producer):
     name = "text_minilm"
+    relative_cost = 28
     smoke_settings = {"dim": 64}  # at 16 the randomised PCA converges and the seed stops mattering
     requires = frozenset({TEXT})
     Config = MiniLMConfig

@@ -36,7 +36,7 @@ from prodvec.core.shop.model import Shop
 from prodvec.core.snapshots import SnapshotStore
 from prodvec.core.training import RunResult
 from prodvec.jobs import produce
-from prodvec.producers import is_fusion, make_producer
+from prodvec.producers import is_fusion, make_producer, producer_class
 
 # Set before a worker imports numpy or torch: the libraries read them once, when they load.
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -92,10 +92,14 @@ def _produce_family(home: str, family: str, cutoffs: list[pd.Timestamp], overrid
 
 
 def stages(families) -> list[list[str]]:
-    """The families in the order they can run: every non-fusion family, then the fusions that read them."""
+    """The families in the order they can run: every non-fusion family, then the fusions that read them.
+
+    Within a stage the costliest start first (`Producer.relative_cost`): started last, the longest family
+    would run alone at the end while the other cores wait.
+    """
     families = list(dict.fromkeys(families))
-    return [group for group in ([f for f in families if not is_fusion(f)], [f for f in families if is_fusion(f)])
-            if group]
+    groups = ([f for f in families if not is_fusion(f)], [f for f in families if is_fusion(f)])
+    return [sorted(group, key=lambda f: -producer_class(f).relative_cost) for group in groups if group]
 
 
 def run_families(shop: Shop, families, cutoffs: list[pd.Timestamp], home: Path, *, jobs: int,

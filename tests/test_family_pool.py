@@ -11,10 +11,11 @@ from prodvec.family_pool import run_families, stages
 pytestmark = pytest.mark.integration
 
 
-def test_fusions_wait_for_every_family_they_read():
-    assert stages(["unified", "text_dae", "unified_concat", "clicks_bpr", "text_dae"]) == \
+def test_fusions_wait_for_every_family_they_read_and_the_longest_start_first():
+    assert stages(["unified", "clicks_bpr", "unified_concat", "text_dae", "clicks_bpr"]) == \
         [["text_dae", "clicks_bpr"], ["unified", "unified_concat"]]
     assert stages(["unified"]) == [["unified"]]
+    assert stages(["prod2vec", "mrnet", "sasrec"]) == [["mrnet", "sasrec", "prod2vec"]]
 
 
 @pytest.fixture(scope="module")

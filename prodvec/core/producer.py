@@ -90,6 +90,10 @@ class Producer(ABC):
     # coordinates mean something one by one (a frozen basis whose axes carry different scales) opts out: a
     # rotation would mix them.
     aligns: ClassVar[bool] = True
+    # How long the family trains relative to the others (CPU seconds of its six snapshots in `make demo-full`
+    # on 2026-12-01). Only the order of work reads it: families trained side by side start longest first,
+    # so that none is left running alone at the end (`prodvec.family_pool`); any order gives the same snapshots.
+    relative_cost: ClassVar[float] = 10.0
     # Settings that train in seconds on a tiny shop: the contract test runs
     # every registered producer with them, so a new producer needs no test table.
     smoke_settings: ClassVar[dict] = {}
