@@ -136,7 +136,7 @@ def run_pipeline(shop: Shop, home: Path, *, families=BACKBONE_FAMILIES, schedule
     produced = run_families(shop, families, cutoffs, home, jobs=jobs, overrides=overrides, replace=replace,
                             warm_start=warm_start, progress=progress, log=log, on_done=promote)
     result.runs = [run for _, runs in produced if not (runs and all(r.skipped for r in runs)) for run in runs]
-    log(f"families: {len(produced)} trained in {time.perf_counter() - stage:.0f}s")
+    log(f"families: {len(produced)} done in {time.perf_counter() - stage:.0f}s")
     stage = time.perf_counter()
     fs = feast_ops.open_store(home, online)
     views = feast_ops.apply(fs, home)
@@ -159,10 +159,10 @@ def run_pipeline(shop: Shop, home: Path, *, families=BACKBONE_FAMILIES, schedule
             log(f"return model: skipped: {reason}")
         else:
             auc = result.returns.set_index("family")["return_auc"]
-            families = auc.drop([BASELINE, ORACLE], errors="ignore")
+            embedded = auc.drop([BASELINE, ORACLE], errors="ignore")
             ceiling = f", oracle {auc[ORACLE]:.3f}" if ORACLE in auc else ""
             log(f"return model: AUC {auc.get(BASELINE, float('nan')):.3f} without embeddings, "
-                f"best {families.idxmax()} {families.max():.3f}{ceiling} ({time.perf_counter() - stage:.0f}s)")
+                f"best {embedded.idxmax()} {embedded.max():.3f}{ceiling} ({time.perf_counter() - stage:.0f}s)")
     result.table = results_table(store, result.returns)
     result.seconds = time.perf_counter() - started
     return result
