@@ -27,30 +27,19 @@ import numpy as np
 import pandas as pd
 
 
-def _value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
-
-
 def score_lr(x_train: np.ndarray, x_test: np.ndarray, y_train: pd.Series, y_test: pd.Series) -> float:
     """articleType macro-F1 as `compare_on_tasks` computes its FULL/LR row."""
     from threadpoolctl import threadpool_limits
 
-    from prodvec.consumers.mrnet_comparison import LR, MRNetComparisonConfig, _classifier, _learnable, _scores
+    from prodvec.consumers.mrnet_comparison import LR, TFIDF, MRNetComparisonConfig, _fit_predict, _scores, learnable_rows
 
     config = MRNetComparisonConfig()
-    labelled = np.flatnonzero(y_train.notna().to_numpy())
-    classes = _learnable(y_train, labelled, config.min_class_train)
-    fit_rows = labelled[y_train.iloc[labelled].isin(classes).to_numpy()]
-    scored = y_test.isin(classes).to_numpy()
+    _, fit_rows, scored = learnable_rows(y_train, y_test, np.flatnonzero(y_train.notna().to_numpy()),
+                                         config.min_class_train)
     with threadpool_limits(1):
-        model = _classifier("dense" if not hasattr(x_train, "tocsr") else "tfidf", LR, config)
-        model.fit(x_train[fit_rows], y_train.iloc[fit_rows].to_numpy())
-        return _scores(y_test.to_numpy()[scored], model.predict(x_test[scored]))["macro_f1"]
+        predicted = _fit_predict(TFIDF if hasattr(x_train, "tocsr") else "dense", LR, config, x_train[fit_rows],
+                                 y_train.iloc[fit_rows].to_numpy(), x_test[scored])
+    return _scores(y_test.to_numpy()[scored], predicted)["macro_f1"]
 
 
 def main() -> None:
@@ -67,6 +56,7 @@ def main() -> None:
     from prodvec.core import columns as C
     from prodvec.core.producer import TrainContext
     from prodvec.core.shop import load_shop
+    from prodvec.producers import make_producer
     from prodvec.report.real.common import RealConfig, import_sample
     from prodvec.report.real.myntra import catalogue_sample, held_out, hide_labels
 
@@ -93,8 +83,8 @@ def main() -> None:
         return code, state
 
     mrnet.fit_group_adapters, mrnet.fit_sparse_autoencoder = adapters, sae
-    settings = {"seed": args.seed, **{k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}}
-    producer = mrnet.MRNet(mrnet.MRNetConfig(**settings))
+    # make_producer types each FIELD=VALUE by the config field it sets.
+    producer = make_producer("mrnet", {"seed": args.seed, **dict(s.split("=", 1) for s in args.set)})
     cpu0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     emb = producer.train(seen, TrainContext(cutoff=seen.end, progress=False))
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)

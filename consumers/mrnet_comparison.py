@@ -177,6 +177,14 @@ def _learnable(labels: pd.Series, rows: np.ndarray, min_count: int) -> np.ndarra
     return counts.index[counts >= min_count].to_numpy()
 
 
+def learnable_rows(y_train: pd.Series, y_test: pd.Series, rows: np.ndarray,
+                   min_count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(classes, training rows, mask of scored test rows) for fitting on `rows`: classes with at least
+    `min_count` of them, the rows of those classes, the test rows labelled with one (never an unlabelled one)."""
+    classes = _learnable(y_train, rows, min_count)
+    return classes, rows[y_train.iloc[rows].isin(classes).to_numpy()], y_test.isin(classes).to_numpy()
+
+
 def compare_on_tasks(train_titles: pd.Series, test_titles: pd.Series, train_labels: pd.DataFrame,
                      test_labels: pd.DataFrame, features: dict[str, tuple[np.ndarray, np.ndarray]],
                      config: MRNetComparisonConfig = MRNetComparisonConfig(),
@@ -208,9 +216,7 @@ def compare_on_tasks(train_titles: pd.Series, test_titles: pd.Series, train_labe
             labelled = np.flatnonzero(y_train.notna().to_numpy())
             small = np.sort(rng.choice(labelled, size=min(config.small_train, len(labelled)), replace=False))
             for fit_setting, fit_rows in ((FULL, labelled), (SMALL, small)):
-                classes = _learnable(y_train, fit_rows, config.min_class_train)
-                fit_rows = fit_rows[y_train.iloc[fit_rows].isin(classes).to_numpy()]
-                scored = y_test.isin(classes).to_numpy()  # False for nulls, so unlabelled rows are never scored
+                classes, fit_rows, scored = learnable_rows(y_train, y_test, fit_rows, config.min_class_train)
                 if len(classes) < 2 or not scored.any():
                     continue
                 pairs = [(name, model) for name in matrices for model in (LR, RF)]

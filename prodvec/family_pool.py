@@ -46,15 +46,10 @@ _worker_shop: Shop | None = None
 _worker_lines = None  # the queue a worker's log lines travel to the parent by
 
 
-def available_cores() -> int:
-    """Cores this process may use (`taskset`'s or a container's CPU limit, not the machine's count)."""
-    return cpu_count()
-
-
 def default_jobs(families) -> int:
-    """One worker per available core, never more than there are families to train side by side."""
-    backbones = [f for f in families if not is_fusion(f)]
-    return max(1, min(available_cores(), max(len(backbones), 1)))
+    """One worker per core this process may use (joblib's count heeds `taskset` and container limits), never
+    more than there are families to train side by side."""
+    return max(1, min(cpu_count(), sum(not is_fusion(f) for f in families)))
 
 
 def _start_worker(shop: Shop, lines) -> None:
@@ -132,7 +127,7 @@ def run_families(shop: Shop, families, cutoffs: list[pd.Timestamp], home: Path, 
             finish(family, produce(shop, family, cutoffs, store, overrides=overrides.get(family), replace=replace,
                                    keep_existing=True, warm_start=warm_start, progress=progress, log=log))
         return [(family, done[family]) for family in families]
-    threads = max(1, available_cores() // jobs)
+    threads = max(1, cpu_count() // jobs)
     log(f"training {len(families)} families, {jobs} at a time ({threads} thread{'s' * (threads > 1)} each)")
     spawn = multiprocessing.get_context("spawn")
     # The workers' lines reach `log` here, as they happen (the CLI's output, a test's capture).

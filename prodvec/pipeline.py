@@ -78,6 +78,11 @@ class PipelineResult:
     seconds: float = 0.0
 
 
+def skipped(runs: list[RunResult]) -> bool:
+    """Whether a family skipped every cutoff (the shop lacks what it needs): nothing of it to promote or list."""
+    return bool(runs) and all(r.skipped for r in runs)
+
+
 def promote_passed(store: SnapshotStore, runs: list[RunResult], log=print) -> None:
     for run in runs:
         if run.ref is None:
@@ -127,7 +132,7 @@ def run_pipeline(shop: Shop, home: Path, *, families=BACKBONE_FAMILIES, schedule
 
     def promote(family: str, runs: list[RunResult]) -> None:
         # As soon as a family is done: a run that dies later still serves what finished.
-        if runs and all(r.skipped for r in runs):
+        if skipped(runs):
             log(runs[0].line())
         else:
             promote_passed(store, runs, log)
@@ -135,7 +140,7 @@ def run_pipeline(shop: Shop, home: Path, *, families=BACKBONE_FAMILIES, schedule
     stage = time.perf_counter()
     produced = run_families(shop, families, cutoffs, home, jobs=jobs, overrides=overrides, replace=replace,
                             warm_start=warm_start, progress=progress, log=log, on_done=promote)
-    result.runs = [run for _, runs in produced if not (runs and all(r.skipped for r in runs)) for run in runs]
+    result.runs = [run for _, runs in produced if not skipped(runs) for run in runs]
     log(f"families: {len(produced)} done in {time.perf_counter() - stage:.0f}s")
     stage = time.perf_counter()
     fs = feast_ops.open_store(home, online)
