@@ -9,7 +9,13 @@ What a strong team adds to a return model besides product embeddings:
   usual size);
 - rates: how often earlier orders of this product and of its brand came back,
   shrunk towards the shop's rate so that a product with two orders does not
-  score 0 % or 100 %.
+  score 0 % or 100 %;
+- engagement: how often shoppers who were shown the product clicked it, and
+  who clicked it carted and bought it (impressions, clicks, carts and
+  purchases in the clickstream, shrunk the same way). A product that people
+  skip when they see it, or open and leave, is one they like less than its
+  listing promises, and disappointment is what comes back; unlike the return
+  rate these need no orders, so a product gets them after a few sessions.
 
 Only what was known strictly before each order counts: an earlier order is
 counted from its `ordered_at`, its return from its `returned_at`. Nothing here
@@ -33,6 +39,11 @@ _NUMBER = re.compile(r"^\s*(\d+(?:[.,]\d+)?)")
 PRIOR_ORDERS = 5.0
 # The catalogue column naming the brand (optional: without it the brand features are left out).
 BRAND = "brand"
+# Pseudo-counts of the shop-wide rate mixed into an engagement rate: one listing page's worth of impressions.
+PRIOR_EVENTS = 10.0
+# (feature, event counted, per event of this type): each step of the funnel against the one before it.
+ENGAGEMENT = (("click_rate", C.CLICK, C.IMPRESSION), ("cart_rate", C.ADD_TO_CART, C.CLICK),
+              ("buy_rate", C.PURCHASE, C.CLICK))
 
 
 def size_ranks(sizes: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -73,12 +84,39 @@ def _rate_before(keys: pd.Series, orders: pd.DataFrame, query_keys: pd.Series, q
     return (returned + PRIOR_ORDERS * prior) / (placed + PRIOR_ORDERS), placed.astype(float)
 
 
-def return_features(orders: pd.DataFrame, products: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+def engagement_rates(events: pd.DataFrame, product_ids: pd.Series, times: pd.Series) -> dict[str, np.ndarray]:
+    """Per query (product, time): the product's funnel rates from the events strictly before that time.
+
+    Rates are shrunk towards the shop's own rate over the same events, so a
+    product shown twice scores near the shop's rate, not 0 % or 100 %. A step
+    whose event types the clickstream lacks (no impressions logged) is left out.
+    """
+    present = set(events[C.EVENT_TYPE].unique())
+    query = _keyed(product_ids, times)
+    counts = {}
+    for kind in {kind for _, num, den in ENGAGEMENT if {num, den} <= present for kind in (num, den)}:
+        of_kind = events[events[C.EVENT_TYPE] == kind]
+        counts[kind] = sums_before(_keyed(of_kind[C.PRODUCT_ID], of_kind[C.TS]), np.zeros((len(of_kind), 0)),
+                                   query)[1].astype(float)
+        counts[kind, "shop"] = float(len(of_kind))
+    out = {}
+    for name, num, den in ENGAGEMENT:
+        if num in counts and den in counts and counts[den, "shop"] > 0:
+            shop_rate = counts[num, "shop"] / counts[den, "shop"]
+            out[name] = (counts[num] + PRIOR_EVENTS * shop_rate) / (counts[den] + PRIOR_EVENTS)
+    if C.IMPRESSION in counts:
+        out["impressions_before"] = counts[C.IMPRESSION]
+    return out
+
+
+def return_features(orders: pd.DataFrame, products: pd.DataFrame, rows: np.ndarray,
+                    events: pd.DataFrame | None = None) -> pd.DataFrame:
     """Features of `orders.iloc[rows]` computed from every line of `orders` known before each one.
 
     `orders` are all order lines (with `returned`/`returned_at` as finally
     known: each is only counted once its time has passed), `products` the
-    catalogue (its `brand` column is used where present).
+    catalogue (its `brand` column is used where present), `events` the
+    clickstream (engagement rates; left out where None).
     """
     orders = orders.reset_index(drop=True)
     query = orders.iloc[rows]
@@ -91,6 +129,8 @@ def return_features(orders: pd.DataFrame, products: pd.DataFrame, rows: np.ndarr
     out["product_return_rate"], out["product_orders_before"] = _rate_before(
         orders[C.PRODUCT_ID], orders, query[C.PRODUCT_ID], times, prior)
     out["brand_return_rate"], out["brand_orders_before"] = _rate_before(brand, orders, brand.iloc[rows], times, prior)
+    if events is not None and len(events):
+        out.update(engagement_rates(events, query[C.PRODUCT_ID], times))
 
     if C.SIZE in orders:
         rank, system = size_ranks(orders[C.SIZE])

@@ -5,12 +5,12 @@ labels known at `eval_cutoff`; test rows are orders placed after the cutoff
 whose return window has closed. Every row gets each embedding as served at
 its own order time (Feast point-in-time). Each family is scored with the same
 scikit-learn model on baseline features (price, category, the user's earlier
-orders and returns, and the size-fit and return-rate features of
+orders and returns, and the size-fit, return-rate and engagement features of
 `return_features.py`, all as known before the order) plus that family's
 product embedding and the user's profile in the same space (the
 `user_<family>_v<N>` Feast view: mean kept and returned products before the
-order), entering as cosines and as the score of a logistic model on those
-vectors (`linear_scores`); the baseline alone is the no-embedding row. Where the generator's
+order), entering as cosines and as a stacked score read from those vectors
+(`content_scores`); the baseline alone is the no-embedding row. Where the generator's
 truth lies beside the shop, the `oracle` row scores the true return
 probabilities of the same test lines: the ceiling any model could reach.
 """
@@ -22,9 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import Ridge
 from sklearn.metrics import average_precision_score, roc_auc_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -41,6 +40,9 @@ BASELINE = "no_embedding"
 ORDER_ROW = "order_row"
 # The generator's true return probabilities on the same test lines: the ceiling a model could reach.
 ORACLE = "oracle"
+# Product folds of the stacked content score, and its ridge penalties per vector coordinate (chosen on training rows).
+FOLDS = 5
+RIDGE_ALPHAS = (0.1, 1.0, 10.0)
 
 
 @dataclass(frozen=True)
@@ -112,21 +114,75 @@ def user_context(fs, orders: pd.DataFrame, view: str,
     return frame, kept, returned
 
 
-def linear_scores(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A logistic return model on vectors: out-of-fold scores for the training rows, and scores for the test rows.
+def product_folds(train_products: pd.Series, test_products: pd.Series, seed: int,
+                  k: int = FOLDS) -> tuple[np.ndarray, np.ndarray]:
+    """A fold per product: (fold of each training row, fold of each test row; -1 for a product not in training).
 
-    Gradient boosting splits one coordinate at a time and, on ~10k rows,
-    learns little from 64-128 raw embedding coordinates (measured: no family
-    beat the no-embedding model that way). Where a return cause lies along a
-    direction of the space (a visual trait, quality, taste against the user's
-    kept products), a linear model finds it; its score enters the boosted
-    model as one feature (stacking). Out-of-fold on the training rows, so
-    the boosted model never sees a score fitted on its own label.
+    Every line of a product falls in one fold, so a model fitted on the other
+    folds has seen none of that product's labels.
     """
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=300))
-    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
-    train_scores = cross_val_predict(model, x_train, y_train, cv=folds, method="decision_function")
-    return train_scores, model.fit(x_train, y_train).decision_function(x_test)
+    products = pd.Index(pd.unique(train_products.astype(str)))
+    fold = np.random.default_rng(seed).integers(0, k, len(products))
+    at_test = products.get_indexer(test_products.astype(str))
+    return fold[products.get_indexer(train_products.astype(str))], np.where(at_test >= 0, fold[at_test], -1)
+
+
+def shop_residuals(x_train: pd.DataFrame, y_train: np.ndarray, train_fold: np.ndarray, seed: int) -> np.ndarray:
+    """What the shop-side model leaves unexplained on each training row: label minus its out-of-product-fold probability."""
+    out = np.empty(len(y_train))
+    for f in np.unique(train_fold):
+        held = train_fold == f
+        out[held] = y_train[held] - _model(seed).fit(x_train[~held], y_train[~held]).predict_proba(x_train[held])[:, 1]
+    return out
+
+
+def content_scores(x_train: np.ndarray, residual: np.ndarray, x_test: np.ndarray, train_fold: np.ndarray,
+                   test_fold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How much more (or less) often than the shop-side model expects a line comes back, read from its vectors.
+
+    A ridge regression from the vectors to `shop_residuals`: the embedding is
+    asked only for what the shop's own columns do not already tell (size fit,
+    the product's known return rate), so its weights go to causes that live
+    in the product and in how it lines up with the user's history (a visual
+    trait, quality, taste). Gradient boosting splits one coordinate at a
+    time and, on ~10k rows, learns little from 64-128 raw coordinates; a
+    direction found linearly enters it as one feature (stacking).
+
+    Fitted per product fold: a training row is scored by the model that saw
+    none of its product's lines, and so is a test row of a product seen in
+    training (a product new to training: the mean of the fold models). So
+    the score never carries the product's own labels, which the boosted
+    model reads from the product's return rate, as of the order's time;
+    plain row folds let a product's later returns leak into its earlier rows'
+    scores, and the boosted model then trusted them more than they deserve
+    on test rows. The ridge penalty is chosen on the training rows alone,
+    by the same folds.
+    """
+    folds = np.unique(train_fold)
+
+    def fold_models(alpha: float):
+        return {f: make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(x_train[train_fold != f],
+                                                                          residual[train_fold != f]) for f in folds}
+
+    def predict(model, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return model.predict(x[rows]) if rows.any() else np.zeros(0)
+
+    def held_out(models) -> np.ndarray:
+        out = np.empty(len(x_train))
+        for f, model in models.items():
+            out[train_fold == f] = predict(model, x_train, train_fold == f)
+        return out
+
+    # Each alpha's out-of-fold fit to the residual; the penalty scales with the width of the vectors.
+    alphas = [a * x_train.shape[1] for a in RIDGE_ALPHAS]
+    fits = {a: fold_models(a) for a in alphas}
+    errors = {a: float(((held_out(m) - residual) ** 2).mean()) for a, m in fits.items()}
+    models = fits[min(errors, key=errors.get)]
+    test, unseen = np.zeros(len(x_test)), test_fold == -1
+    for f, model in models.items():
+        test[test_fold == f] = predict(model, x_test, test_fold == f)
+        test[unseen] += predict(model, x_test, unseen) / len(models)
+    return held_out(models), test
 
 
 def refresh_profiles(fs, home, orders: pd.DataFrame, views: list[str],
@@ -183,11 +239,14 @@ def evaluate_returns(shop: Shop, fs, views: dict[str, str], task: ReturnTask, ho
     embedded = historical_embeddings(fs, orders.rename(columns={C.ORDERED_AT: C.EVENT_TIMESTAMP}),
                                      list(views.values()))
     refresh_profiles(fs, home if home is not None else home_of(fs), orders, list(views.values()), embedded)
-    shop_side = return_features(orders, shop.products, np.r_[train[ORDER_ROW].to_numpy(), test[ORDER_ROW].to_numpy()])
+    shop_side = return_features(orders, shop.products, np.r_[train[ORDER_ROW].to_numpy(), test[ORDER_ROW].to_numpy()],
+                                shop.events)
     base_train = pd.concat([baseline_frame(shop, train), shop_side.iloc[:len(train)].set_index(train.index)], axis=1)
     base_test = pd.concat([baseline_frame(shop, test), shop_side.iloc[len(train):].set_index(test.index)], axis=1)
     y_train, y_test = train[C.RETURNED].to_numpy(bool), test[C.RETURNED].to_numpy(bool)
     at_train, at_test = orders.index.get_indexer(train[ORDER_ROW]), orders.index.get_indexer(test[ORDER_ROW])
+    train_fold, test_fold = product_folds(train[C.PRODUCT_ID], test[C.PRODUCT_ID], task.seed)
+    residual = shop_residuals(base_train, y_train, train_fold, task.seed) if views else None
     rows = []
     for family, view in [(BASELINE, None), *views.items()]:
         x_train, x_test, f_test = base_train, base_test, None
@@ -197,7 +256,7 @@ def evaluate_returns(shop: Shop, fs, views: dict[str, str], task: ReturnTask, ho
             # (the `orders` labels are final ones; sums_before keeps to returned_at < order time).
             context, kept, returned = user_context(fs, orders, view, embedded[view])
             vectors = _vectors(matrix, kept, returned)
-            s_train, s_test = linear_scores(vectors[at_train], y_train, vectors[at_test], task.seed)
+            s_train, s_test = content_scores(vectors[at_train], residual, vectors[at_test], train_fold, test_fold)
             x_train = _design(base_train, s_train, found[at_train], context.iloc[at_train])
             x_test = _design(base_test, s_test, found[at_test], context.iloc[at_test])
             f_test = found[at_test]

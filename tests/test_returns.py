@@ -61,6 +61,55 @@ def test_a_brand_that_runs_small_shows_in_its_earlier_returns_at_the_usual_size_
     assert first["product_return_rate"].iloc[0] == pytest.approx(orders[C.RETURNED].mean())  # the prior only
 
 
+def test_engagement_rates_count_only_earlier_events_and_shrink_towards_the_shop_rate():
+    from prodvec.consumers.return_features import PRIOR_EVENTS, engagement_rates
+
+    rows = []
+    # "liked" is clicked at every one of its 20 impressions, "skipped" at none; both before day 10.
+    for i in range(20):
+        rows += [("liked", C.IMPRESSION, _day(1)), ("liked", C.CLICK, _day(1)), ("skipped", C.IMPRESSION, _day(2))]
+    rows += [("skipped", C.CLICK, _day(12))] * 50  # after the query time: must not count
+    events = pd.DataFrame(rows, columns=[C.PRODUCT_ID, C.EVENT_TYPE, C.TS])
+    events[C.TS] = pd.to_datetime(events[C.TS], utc=True)
+    out = engagement_rates(events, pd.Series(["liked", "skipped", "unseen"]), pd.Series([_day(10)] * 3))
+    shop_rate = 70 / 40  # every click over every impression, later ones included
+    assert out["click_rate"][0] == pytest.approx((20 + PRIOR_EVENTS * shop_rate) / (20 + PRIOR_EVENTS))
+    assert out["click_rate"][1] == pytest.approx(PRIOR_EVENTS * shop_rate / (20 + PRIOR_EVENTS))
+    assert out["click_rate"][2] == pytest.approx(shop_rate)  # nothing known: the shop's rate
+    assert list(out["impressions_before"]) == [20, 20, 0]
+    assert "buy_rate" not in out  # no purchases logged: the step is left out, not zero
+    # The same day-12 clicks count for a query after them.
+    later = engagement_rates(events, pd.Series(["skipped"]), pd.Series([_day(13)]))
+    assert later["click_rate"][0] > out["click_rate"][1]
+
+
+def test_the_content_score_finds_a_direction_of_the_vectors_and_never_reads_its_products_own_labels():
+    from prodvec.consumers.returns import content_scores, product_folds
+
+    rng = np.random.default_rng(0)
+    n_products, dim = 400, 16
+    vectors = rng.normal(size=(n_products, dim))
+    trait = vectors[:, 3] > 0  # returns come from one direction of the space ...
+    quirk = rng.normal(0, 1.5, n_products)  # ... and from a per-product cause the vectors do not show
+    lines = rng.integers(0, n_products, 6000)
+    p_return = 1 / (1 + np.exp(-(-1.0 + 1.5 * trait[lines] + quirk[lines])))
+    y = rng.random(len(lines)) < p_return
+    ids = pd.Series([f"p{i}" for i in lines])
+    train, test = np.arange(4000), np.arange(4000, 6000)
+    train_fold, test_fold = product_folds(ids.iloc[train], ids.iloc[test], seed=0)
+    # Every line of a product sits in one fold.
+    assert pd.Series(train_fold).groupby(ids.iloc[train].to_numpy()).nunique().max() == 1
+    residual = y[train] - y[train].mean()
+    s_train, s_test = content_scores(vectors[lines[train]], residual, vectors[lines[test]], train_fold, test_fold)
+    from sklearn.metrics import roc_auc_score
+    assert roc_auc_score(trait[lines[test]], s_test) > 0.9  # the direction, read from return labels alone
+    # The quirk is each product's own and only its labels show it: a score that read them would track it.
+    per_product = pd.Series(s_train).groupby(lines[train]).mean()
+    trait_free = per_product - pd.Series(trait.astype(float)).reindex(per_product.index) * \
+        np.polyfit(trait[per_product.index], per_product.to_numpy(), 1)[0]
+    assert abs(np.corrcoef(trait_free, quirk[per_product.index])[0, 1]) < 0.15
+
+
 def test_user_profile_rows_keep_bought_minus_returned_and_count_a_return_from_its_return_time():
     from prodvec.consumers.user_profiles import STAMP_DELAY, profile_rows
 

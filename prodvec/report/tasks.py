@@ -37,10 +37,13 @@ def evaluate_return_task(ctx: EvalContext) -> TaskResult:
              f"{task.label_days}-day return window) train a gradient-boosted model; {int(first_row.test_orders)} "
              "later lines whose window has closed are the test set.",
              "Features: price, category, the user's earlier orders and returns, size fit (ordered size against "
-             "the user's usual size; the brand's earlier returns at that size offset) and the product's and "
-             "brand's earlier return rates (consumers/return_features.py); then the product's embedding and the "
-             "cosine of the product to the user's profile (mean kept and mean returned products before the "
-             "order, Feast view user_<family>_v<N>, point-in-time).",
+             "the user's usual size; the brand's earlier returns at that size offset), the product's and "
+             "brand's earlier return rates, and the product's engagement before the order (clicks per "
+             "impression, carts and purchases per click; consumers/return_features.py); then, per family, a "
+             "score read linearly from the product's embedding and its products with the user's profile (mean "
+             "kept and mean returned products before the order, Feast view user_<family>_v<N>, point-in-time) "
+             "for what the shop-side features leave unexplained, fitted in product folds so that it never "
+             "reads the product's own returns, and the cosines of the product to that profile.",
              f"{BASELINE}: the same model without any embedding."]
     if ORACLE in table.index:
         notes.append(f"{ORACLE}: the generator's true return probability of each test line (the ceiling); "
