@@ -22,10 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.linear_model import Ridge
 from sklearn.metrics import average_precision_score, roc_auc_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from prodvec.core import columns as C
 from prodvec.consumers.features import historical_embeddings, user_history
@@ -159,30 +156,33 @@ def content_scores(x_train: np.ndarray, residual: np.ndarray, x_test: np.ndarray
     by the same folds.
     """
     folds = np.unique(train_fold)
+    # Ridge on standardised coordinates, solved from each fold's Gram matrix once for every penalty
+    # (as StandardScaler + Ridge would fit them, without refitting per penalty).
+    alphas = np.array(RIDGE_ALPHAS) * x_train.shape[1]  # the penalty scales with the width of the vectors
+    fits = {}
+    for f in folds:
+        fit_rows = train_fold != f
+        x, y = x_train[fit_rows], residual[fit_rows]
+        mean, scale = x.mean(0), x.std(0)
+        scale[scale == 0] = 1.0
+        z = (x - mean) / scale
+        gram, moment = z.T @ z, z.T @ (y - y.mean())
+        weights = np.stack([np.linalg.solve(gram + a * np.eye(len(gram)), moment) for a in alphas], axis=1)
+        fits[f] = (mean, scale, weights, y.mean())
 
-    def fold_models(alpha: float):
-        return {f: make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(x_train[train_fold != f],
-                                                                          residual[train_fold != f]) for f in folds}
+    def predict(f, x: np.ndarray) -> np.ndarray:
+        mean, scale, weights, intercept = fits[f]
+        return ((x - mean) / scale) @ weights + intercept  # one column per penalty
 
-    def predict(model, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        return model.predict(x[rows]) if rows.any() else np.zeros(0)
-
-    def held_out(models) -> np.ndarray:
-        out = np.empty(len(x_train))
-        for f, model in models.items():
-            out[train_fold == f] = predict(model, x_train, train_fold == f)
-        return out
-
-    # Each alpha's out-of-fold fit to the residual; the penalty scales with the width of the vectors.
-    alphas = [a * x_train.shape[1] for a in RIDGE_ALPHAS]
-    fits = {a: fold_models(a) for a in alphas}
-    errors = {a: float(((held_out(m) - residual) ** 2).mean()) for a, m in fits.items()}
-    models = fits[min(errors, key=errors.get)]
+    held_out = np.empty((len(x_train), len(alphas)))
+    for f in folds:
+        held_out[train_fold == f] = predict(f, x_train[train_fold == f])
+    best = int(((held_out - residual[:, None]) ** 2).mean(0).argmin())  # chosen on training rows alone
     test, unseen = np.zeros(len(x_test)), test_fold == -1
-    for f, model in models.items():
-        test[test_fold == f] = predict(model, x_test, test_fold == f)
-        test[unseen] += predict(model, x_test, unseen) / len(models)
-    return held_out(models), test
+    for f in folds:
+        test[test_fold == f] = predict(f, x_test[test_fold == f])[:, best]
+        test[unseen] += predict(f, x_test[unseen])[:, best] / len(folds)
+    return held_out[:, best], test
 
 
 def refresh_profiles(fs, home, orders: pd.DataFrame, views: list[str],
