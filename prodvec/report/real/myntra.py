@@ -223,6 +223,7 @@ def run(source: Path, work: Path, plots: Path, config: RealConfig, log=print) ->
     from prodvec.consumers.evaluation import RANDOM
     from prodvec.consumers.mrnet_comparison import (FULL, TFIDF, MRNetComparisonConfig, compare_on_tasks,
                                                     per_task_tables, summarise, title_tfidf)
+    from prodvec.family_pool import default_jobs
     from prodvec.pipeline import run_pipeline
 
     shop = import_sample("myntra", source, work / "myntra", log)
@@ -234,8 +235,9 @@ def run(source: Path, work: Path, plots: Path, config: RealConfig, log=print) ->
                                                         **config.myntra_overrides.get(fusion, {})}
                                                for fusion in FUSIONS}}
     home = fresh_home(work / "myntra_home")
-    pipeline = run_pipeline(seen, home, families=(*CONTENT_FAMILIES, *FUSIONS), overrides=overrides, progress=False,
-                            log=log)
+    families = (*CONTENT_FAMILIES, *FUSIONS)
+    pipeline = run_pipeline(seen, home, families=families, overrides=overrides, progress=False,
+                            jobs=default_jobs(families), log=log)
     ctx = served_context(seen, home, seen.end, config.seed)
     served = [f for f in (*CONTENT_FAMILIES, *FUSIONS) if f in ctx.views]
     entity = pd.DataFrame({C.PRODUCT_ID: products[C.PRODUCT_ID].to_numpy(), C.EVENT_TIMESTAMP: ctx.newest_snapshot})

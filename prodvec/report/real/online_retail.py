@@ -20,13 +20,14 @@ def run(source: Path, work: Path, plots: Path, config: RealConfig, log=print) ->
     AUC through Feast."""
     from prodvec.consumers.returns import ReturnTask, split_orders
     from prodvec.core.snapshots import SnapshotStore
+    from prodvec.family_pool import default_jobs
     from prodvec.pipeline import Schedule, results_table, run_pipeline
 
     shop = import_sample("online-retail", source / RETAIL_FILE, work / "retail", log)
     schedule = Schedule(config.retail_first_days, config.retail_every_days, config.retail_eval_days)
     home = fresh_home(work / "retail_home")
-    result = run_pipeline(shop, home, families=RETAIL_FAMILIES, schedule=schedule,
-                          overrides=config.retail_overrides, progress=False, log=log)
+    result = run_pipeline(shop, home, families=RETAIL_FAMILIES, schedule=schedule, overrides=config.retail_overrides,
+                          progress=False, jobs=default_jobs(RETAIL_FAMILIES), log=log)
     cutoffs = schedule.cutoffs(shop)
     task = ReturnTask(eval_cutoff=schedule.eval_cutoff(shop), train_from=cutoffs[0] if cutoffs else None)
     train, test = split_orders(shop, task)
