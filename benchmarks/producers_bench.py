@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -21,8 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
+# Before numpy, implicit or numba load OpenMP: waiting threads sleep, as in `prodvec` (cli.py sets the same), so
+# the timings are those of the pipeline; spinning threads also starve each other on shared cores.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 FAMILIES = ("text_dae", "clicks_bpr", "unified", "unified_concat")
 
