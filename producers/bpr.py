@@ -77,6 +77,8 @@ class ClicksBPR(Producer):
     min_coverage = 0.2
 
     def train(self, shop: Shop, context: TrainContext) -> Embeddings:
+        from prodvec.producers.bpr_kernel import shuffle_epoch
+
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
         users, products, weights, product_ids = interaction_pairs(shop, cfg.min_interactions)
@@ -88,13 +90,17 @@ class ClicksBPR(Producer):
         if context.previous is not None and context.previous.dim == cfg.dim:
             init_p, init_u = warm_start(context.previous, product_ids, users, products, init_p, init_u)
         trainer = Trainer(init_u, init_p, cfg.batch_size, cfg.lr, cfg.l2)
+        users, products = users.astype(np.int64, copy=False), products.astype(np.int64, copy=False)
         weights = (weights / weights.mean()).astype(np.float32)
         n = len(users)
+        # An epoch's triples (users, products, negatives, weights) and the shuffle's scratch, allocated once.
+        triples = (np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.float32))
+        order = np.empty(n, np.int64)
         for _ in tqdm(range(cfg.epochs), desc="clicks_bpr", disable=not context.progress, leave=False):
-            # Shuffled once per epoch: every batch is then a contiguous slice (a kernel that read the pairs
-            # through the permutation took 1.6× the CPU: three random reads a triple, on every thread).
-            order = rng.permutation(n)
-            trainer.epoch(users[order], products[order], rng.integers(0, n_products, n), weights[order])
+            # Shuffled into copies once per epoch: every batch is then a contiguous slice (a kernel that read
+            # the pairs through the permutation took 1.6× the CPU: three random reads a triple, on every thread).
+            shuffle_epoch(int(rng.integers(1 << 63)), users, products, weights, n_products, order, *triples)
+            trainer.epoch(*triples)
         return Embeddings(product_ids, trainer.gamma_p)
 
 
@@ -154,14 +160,17 @@ class Trainer:
 
 
 def load_kernel() -> None:
-    """Load (on a fresh installation: compile) the compiled loop now, on a one-row problem: the one-thread
-    entry and, where numba has more threads, the threaded one.
+    """Load (on a fresh installation: compile) the compiled code now, on a one-row problem: the epoch shuffle,
+    the loop's one-thread entry and, where numba has more threads, the threaded one.
 
     A process pays this once, at its first clicks_bpr training; benchmarks
     call it before their clock starts, as they import `implicit` before it.
     """
-    from prodvec.producers.bpr_kernel import threads
+    from prodvec.producers.bpr_kernel import shuffle_epoch, threads
 
+    one = np.zeros(1, np.int64)
+    shuffle_epoch(0, one, one, np.ones(1, np.float32), 1, one.copy(), one.copy(), one.copy(), one.copy(),
+                  np.ones(1, np.float32))
     for parts in sorted({1, threads()}):
         Trainer(np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32), batch_size=1, lr=0.0, l2=0.0,
                 parts=parts).epoch(np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64),

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from prodvec.producers.bpr import Trainer
+from prodvec.producers.bpr_kernel import shuffle_epoch
 
 
 def torch_reference(gamma_u, gamma_p, batches, lr, l2):
@@ -93,3 +94,23 @@ def test_unequal_triples_are_refused():
     trainer = Trainer(np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32), batch_size=4, lr=0.1, l2=0.0)
     with pytest.raises(ValueError, match="unequal lengths"):
         trainer.epoch(np.zeros(3, np.int64), np.zeros(3, np.int64), np.zeros(2, np.int64), np.ones(3, np.float32))
+
+
+def test_an_epoch_takes_every_pair_once_in_a_seeded_order_with_uniform_negatives():
+    n, n_products = 20_000, 7
+    users, products = np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64) % n_products
+    weights = np.arange(n, dtype=np.float32)
+
+    def epoch(seed):
+        out = (np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.float32))
+        shuffle_epoch(seed, users, products, weights, n_products, np.empty(n, np.int64), *out)
+        return out
+
+    u, p, q, w = epoch(3)
+    assert np.array_equal(np.sort(u), users)  # a permutation of the pairs, each pair kept whole
+    assert np.array_equal(p, u % n_products) and np.array_equal(w, u.astype(np.float32))
+    assert not np.array_equal(u, users)
+    counts = np.bincount(q, minlength=n_products)
+    assert len(counts) == n_products and counts.min() > 0.9 * n / n_products  # every product, about equally
+    assert all(np.array_equal(a, b) for a, b in zip(epoch(3), (u, p, q, w)))
+    assert not np.array_equal(epoch(4)[0], u)
