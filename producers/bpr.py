@@ -9,8 +9,7 @@ Trained by mini-batch Adam in a compiled loop (bpr_kernel) on the CPU,
 whatever `device` says: a step is a few thousand 64-float rows, and its cost
 is the batch's, not the catalogue's (only the rows a batch touches move). It
 uses numba's thread count (the family pool gives each worker its share of the
-cores) and gives the same vectors bit for bit on any number of threads
-(bpr_kernel says how, and the one caveat: compiled fresh against loaded from cache).
+cores) and gives the same vectors bit for bit on any number of threads.
 """
 
 from __future__ import annotations
@@ -110,7 +109,7 @@ class Trainer:
     β_p as dim 1) and the kernel's scratch space, allocated once; `epoch` trains.
 
     `parts`: how many threads share out the rows (default: numba's thread count). It sets the work split,
-    not the result: any value gives the same parameters bit for bit (bpr_kernel's docstring: the caveat).
+    not the result: any value gives the same parameters bit for bit.
     """
 
     def __init__(self, gamma_u: np.ndarray, gamma_p: np.ndarray, batch_size: int, lr: float, l2: float,
