@@ -7,7 +7,9 @@ so only β_p and the factors are learned. γ_p is the product embedding.
 
 Trained by mini-batch Adam in a compiled loop (bpr_kernel) on the CPU,
 whatever `device` says: a step is a few thousand 64-float rows, and its cost
-is the batch's, not the catalogue's (only the rows a batch touches move).
+is the batch's, not the catalogue's (only the rows a batch touches move). It
+uses numba's thread count (the family pool gives each worker its share of the
+cores) and gives the same vectors bit for bit on any number of threads.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ class ClicksBPR(Producer):
     min_coverage = 0.2
 
     def train(self, shop: Shop, context: TrainContext) -> Embeddings:
+        from prodvec.producers.bpr_kernel import shuffle_epoch
+
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
         users, products, weights, product_ids = interaction_pairs(shop, cfg.min_interactions)
@@ -86,29 +90,43 @@ class ClicksBPR(Producer):
         if context.previous is not None and context.previous.dim == cfg.dim:
             init_p, init_u = warm_start(context.previous, product_ids, users, products, init_p, init_u)
         trainer = Trainer(init_u, init_p, cfg.batch_size, cfg.lr, cfg.l2)
+        users, products = users.astype(np.int64, copy=False), products.astype(np.int64, copy=False)
         weights = (weights / weights.mean()).astype(np.float32)
         n = len(users)
+        # An epoch's triples (users, products, negatives, weights) and the shuffle's scratch, allocated once.
+        triples = (np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.float32))
+        order = np.empty(n, np.int64)
         for _ in tqdm(range(cfg.epochs), desc="clicks_bpr", disable=not context.progress, leave=False):
-            # Shuffled once per epoch: every batch is then a contiguous slice.
-            order = rng.permutation(n)
-            trainer.epoch(users[order], products[order], rng.integers(0, n_products, n), weights[order])
+            # Shuffled into copies once per epoch: every batch is then a contiguous slice (a kernel that read
+            # the pairs through the permutation took 1.6× the CPU: three random reads a triple, on every thread).
+            shuffle_epoch(int(rng.integers(1 << 63)), users, products, weights, n_products, order, *triples)
+            trainer.epoch(*triples)
         return Embeddings(product_ids, trainer.gamma_p)
 
 
 class Trainer:
     """BPR's parameters with their gradients and Adam's moments (bpr_kernel's row layout: (rows, 4, dim),
-    β_p as dim 1) and the kernels' scratch space, allocated once; `epoch` trains."""
+    β_p as dim 1) and the kernel's scratch space, allocated once; `epoch` trains.
+
+    `parts`: how many threads share out the rows (default: numba's thread count). It sets the work split,
+    not the result: any value gives the same parameters bit for bit.
+    """
 
     def __init__(self, gamma_u: np.ndarray, gamma_p: np.ndarray, batch_size: int, lr: float, l2: float,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
-        from prodvec.producers.bpr_kernel import PARAM
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, parts: int | None = None):
+        from prodvec.producers.bpr_kernel import PARAM, threads
 
+        parts = threads() if parts is None else parts
+        if parts < 1:
+            raise ValueError(f"parts must be at least 1, got {parts}")
         self.users = np.zeros((len(gamma_u), 4, gamma_u.shape[1]), np.float32)
         self.products = np.zeros((len(gamma_p), 4, gamma_p.shape[1]), np.float32)
         self.bias = np.zeros((len(gamma_p), 4, 1), np.float32)
         self.users[:, PARAM], self.products[:, PARAM] = gamma_u, gamma_p
         self.stamps = (np.zeros(len(gamma_u), np.int64), np.zeros(len(gamma_p), np.int64))
-        self.rows_u, self.rows_p = np.empty(batch_size, np.int64), np.empty(2 * batch_size, np.int64)
+        # Each part lists the rows it owns that a batch touched: at most every user and two products a triple.
+        self.rows_u, self.rows_p = np.empty((parts, batch_size), np.int64), np.empty((parts, 2 * batch_size), np.int64)
+        self.touched = np.zeros((parts, 2), np.int64)
         self.batch_size, self.lr, self.l2, self.betas, self.eps = batch_size, lr, l2, betas, eps
         self.step = 0
 
@@ -123,19 +141,37 @@ class Trainer:
         return self.part("products", "param")
 
     def epoch(self, users: np.ndarray, products: np.ndarray, negatives: np.ndarray, weights: np.ndarray) -> None:
-        from prodvec.producers.bpr_kernel import train_epoch
+        """One pass over the triples (users[i], products[i], negatives[i]) weighted by weights[i], in batches
+        of `batch_size`."""
+        from prodvec.producers.bpr_kernel import train_epoch, train_epoch_one_thread
 
-        self.step = train_epoch(self.users, self.products, self.bias, *self.stamps, self.rows_u, self.rows_p,
-                                users.astype(np.int64, copy=False), products.astype(np.int64, copy=False),
-                                negatives.astype(np.int64, copy=False), weights.astype(np.float32, copy=False),
-                                self.batch_size, self.lr, self.l2, self.betas[0], self.betas[1], self.eps, self.step)
+        if not len(users) == len(products) == len(negatives) == len(weights):
+            raise ValueError(f"triples of unequal lengths: {len(users)} users, {len(products)} products, "
+                             f"{len(negatives)} negatives, {len(weights)} weights")
+        triples = (users.astype(np.int64, copy=False), products.astype(np.int64, copy=False),
+                   negatives.astype(np.int64, copy=False), weights.astype(np.float32, copy=False))
+        settings = (self.batch_size, self.lr, self.l2, self.betas[0], self.betas[1], self.eps, self.step)
+        if len(self.rows_u) == 1:
+            self.step = train_epoch_one_thread(self.users, self.products, self.bias, *self.stamps, self.rows_u[0],
+                                               self.rows_p[0], *triples, *settings)
+        else:
+            self.step = train_epoch(self.users, self.products, self.bias, *self.stamps, self.rows_u, self.rows_p,
+                                    self.touched, *triples, *settings)
 
 
 def load_kernel() -> None:
-    """Load (on a fresh installation: compile) the compiled loop now, on a one-row problem.
+    """Load (on a fresh installation: compile) the compiled code now, on a one-row problem: the epoch shuffle,
+    the loop's one-thread entry and, where numba has more threads, the threaded one.
 
     A process pays this once, at its first clicks_bpr training; benchmarks
     call it before their clock starts, as they import `implicit` before it.
     """
-    Trainer(np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32), batch_size=1, lr=0.0, l2=0.0).epoch(
-        np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64), np.ones(1, np.float32))
+    from prodvec.producers.bpr_kernel import shuffle_epoch, threads
+
+    one = np.zeros(1, np.int64)
+    shuffle_epoch(0, one, one, np.ones(1, np.float32), 1, one.copy(), one.copy(), one.copy(), one.copy(),
+                  np.ones(1, np.float32))
+    for parts in sorted({1, threads()}):
+        Trainer(np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32), batch_size=1, lr=0.0, l2=0.0,
+                parts=parts).epoch(np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64),
+                                   np.ones(1, np.float32))

@@ -1,10 +1,13 @@
 """clicks_bpr trains in a compiled loop (producers/bpr_kernel.py): it must be the weighted BPR loss's
-gradient under torch's SparseAdam rule, step for step, with rows repeated inside a batch."""
+gradient under torch's SparseAdam rule, step for step, with rows repeated inside a batch, and give the same
+result bit for bit however many threads share the rows out."""
 
 import numpy as np
+import pytest
 import torch
 
 from prodvec.producers.bpr import Trainer
+from prodvec.producers.bpr_kernel import shuffle_epoch
 
 
 def torch_reference(gamma_u, gamma_p, batches, lr, l2):
@@ -25,12 +28,13 @@ def torch_reference(gamma_u, gamma_p, batches, lr, l2):
     return users.weight.detach().numpy(), products.weight.detach().numpy(), bias.weight.detach().numpy()
 
 
-def test_compiled_epochs_equal_autograd_with_sparse_adam():
+@pytest.mark.parametrize("parts", [1, 2])  # the one-thread loop, and the threaded one
+def test_compiled_epochs_equal_autograd_with_sparse_adam(parts):
     rng = np.random.default_rng(0)
     n_users, n_products, dim, batch, lr, l2 = 9, 13, 6, 40, 0.05, 0.3  # few rows: repeats in every batch
     gamma_u = rng.normal(0, 0.5, (n_users, dim)).astype(np.float32)
     gamma_p = rng.normal(0, 0.5, (n_products, dim)).astype(np.float32)
-    trainer = Trainer(gamma_u.copy(), gamma_p.copy(), batch_size=batch, lr=lr, l2=l2)
+    trainer = Trainer(gamma_u.copy(), gamma_p.copy(), batch_size=batch, lr=lr, l2=l2, parts=parts)
     batches = []
     for _ in range(3):  # three epochs of 100 triples: batches of 40, 40 and a short one of 20
         u, p, q = (rng.integers(0, n, 100) for n in (n_users, n_products, n_products))
@@ -59,3 +63,56 @@ def test_a_row_no_batch_touches_does_not_move():
     np.testing.assert_array_equal(trainer.gamma_p[5], gamma_p[5])
     assert not np.allclose(trainer.gamma_p[:5], gamma_p[:5])
     assert all(not trainer.part(t, "grad").any() for t in ("users", "products", "bias"))  # zero for the next batch
+
+
+def test_any_number_of_threads_gives_the_one_thread_result_bit_for_bit():
+    # Enough rows for every part to own several 16-row blocks, and a skewed choice of products so that the
+    # parts' shares of a batch differ; parts above the thread count run one after another, same result.
+    rng = np.random.default_rng(2)
+    n_users, n_products, dim = 300, 500, 32
+    gamma_u = rng.normal(0, 0.1, (n_users, dim)).astype(np.float32)
+    gamma_p = rng.normal(0, 0.1, (n_products, dim)).astype(np.float32)
+    epochs = []
+    for _ in range(3):
+        u = rng.integers(0, n_users, 5000)
+        p = np.minimum(rng.zipf(1.3, 5000) - 1, n_products - 1)
+        epochs.append((u, p, rng.integers(0, n_products, 5000), rng.uniform(0.5, 3, 5000).astype(np.float32)))
+    trained = {}
+    for parts in (1, 2, 3, 5):
+        trainer = Trainer(gamma_u.copy(), gamma_p.copy(), batch_size=1024, lr=0.02, l2=1e-4, parts=parts)
+        for epoch in epochs:
+            trainer.epoch(*epoch)
+        trained[parts] = trainer
+    # The one-thread entry is another compiled function making the same sums in the same order: bit for bit too
+    # (which holds across a fresh compile and numba's cache only without fastmath's "nsz", see bpr_kernel.FAST).
+    for table in ("users", "products", "bias"):
+        for what in ("param", "m", "v"):
+            for parts in (2, 3, 5):
+                np.testing.assert_array_equal(trained[parts].part(table, what), trained[1].part(table, what))
+    assert np.abs(trained[1].gamma_p - gamma_p).max() > 0.01
+
+
+def test_unequal_triples_are_refused():
+    trainer = Trainer(np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32), batch_size=4, lr=0.1, l2=0.0)
+    with pytest.raises(ValueError, match="unequal lengths"):
+        trainer.epoch(np.zeros(3, np.int64), np.zeros(3, np.int64), np.zeros(2, np.int64), np.ones(3, np.float32))
+
+
+def test_an_epoch_takes_every_pair_once_in_a_seeded_order_with_uniform_negatives():
+    n, n_products = 20_000, 7
+    users, products = np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64) % n_products
+    weights = np.arange(n, dtype=np.float32)
+
+    def epoch(seed):
+        out = (np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.float32))
+        shuffle_epoch(seed, users, products, weights, n_products, np.empty(n, np.int64), *out)
+        return out
+
+    u, p, q, w = epoch(3)
+    assert np.array_equal(np.sort(u), users)  # a permutation of the pairs, each pair kept whole
+    assert np.array_equal(p, u % n_products) and np.array_equal(w, u.astype(np.float32))
+    assert not np.array_equal(u, users)
+    counts = np.bincount(q, minlength=n_products)
+    assert len(counts) == n_products and counts.min() > 0.9 * n / n_products  # every product, about equally
+    assert all(np.array_equal(a, b) for a, b in zip(epoch(3), (u, p, q, w)))
+    assert not np.array_equal(epoch(4)[0], u)

@@ -61,9 +61,12 @@ def neighbours(vectors: np.ndarray, k: int = 10) -> np.ndarray:
 
 
 def test_a_worker_gives_the_family_one_process_gives(pooled, served_home, tmp_path):
-    # clicks_bpr's loop is single-threaded and seeded. Run alone, a worker reproduces the in-process run bit for
-    # bit; inside the whole suite the in-process vectors once differed from the worker's (cause not found), so
-    # this asserts what a user sees: the same products and the same neighbours.
+    # clicks_bpr's loop is seeded and gives the same vectors on any number of threads (the worker has one, this
+    # process may have more). Run alone, a worker reproduces the in-process run bit for bit; inside the whole
+    # suite the in-process vectors once differed from the worker's. The likely cause, since removed: the loop
+    # freshly compiled in one process and loaded from numba's cache in the other differed at rounding level
+    # under fastmath's "nsz" (bpr_kernel.FAST). This asserts what a user sees: the same products and the same
+    # neighbours.
     home, cutoffs, _, _, _ = pooled
     run_families(served_home.shop, ["clicks_bpr"], cutoffs, tmp_path, jobs=1, progress=False, log=lambda *_: None)
     here, there = SnapshotStore(tmp_path), SnapshotStore(home)
