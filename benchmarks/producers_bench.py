@@ -63,8 +63,9 @@ def _produce(shop_dir: str, home: str, family: str) -> dict:
     # family's (wall_s - train_s). replace=True: a rerun in a kept --work home trains again.
     runs = produce(shop, family, [shop.end], SnapshotStore(Path(home)), replace=True, progress=False,
                    log=lambda m: None)
-    return {"wall_s": time.perf_counter() - started, "train_s": runs[0].seconds, "cpu_s": _cpu_seconds() - cpu,
-            "kept": bool(runs[0].kept)}
+    run = runs[0]
+    return {"wall_s": time.perf_counter() - started, "train_s": run.seconds, "cpu_s": _cpu_seconds() - cpu,
+            "passed": bool(run.validation and run.validation.get("success")), "skipped": run.skipped}
 
 
 def _profile(shop_dir: str, home: str, family: str, out: str) -> dict:
@@ -202,6 +203,13 @@ def cached_child(results: Path, name: str, stage: str, *args: str, timeout: floa
 
 
 # --------------------------------------------------------------------------- parent
+def _note(result: dict) -> str:
+    """Why a produce stage's time may not be a full training: skipped, or its snapshot failed the gate."""
+    if result.get("skipped"):
+        return f"skipped: {result['skipped']}"
+    return "" if result.get("passed", True) else "failed the gate"
+
+
 def run(sizes: list[int], work: Path, families=None, myntra: Path | None = None, *,
         stage_timeout: float | None = None, bpr: bool = True, log=print) -> dict:
     """Generate a shop per size (once per `work`), then produce each family on it in its own child.
@@ -227,7 +235,7 @@ def run(sizes: list[int], work: Path, families=None, myntra: Path | None = None,
                 continue
             rows.append({"stage": family, "products": n, "wall_s": res["wall_s"], "train_s": res["train_s"],
                          "cpu_s": res["cpu_s"], "peak_rss_mb": res["peak_rss_mb"],
-                         "note": "" if res["kept"] else "gate rejected"})
+                         "note": _note(res)})
     if bpr:
         bpr_shop = str(work / f"shop{sizes[0]}")
         for threads in (1, 2):

@@ -73,7 +73,8 @@ def test_run_trains_the_fusions_after_the_backbones_and_records_a_timeout(bench,
             return {"events": 1, "child_wall_s": 1.0, "child_cpu_s": 1.0, "peak_rss_mb": 1.0}
         if name.startswith("text_dae"):
             return {"timed_out": True, "child_wall_s": 7.0, "child_cpu_s": 7.0}
-        return {"wall_s": 2.0, "train_s": 1.0, "cpu_s": 2.0, "kept": True, "peak_rss_mb": 1.0}
+        return {"wall_s": 2.0, "train_s": 1.0, "cpu_s": 2.0, "passed": not name.startswith("unified_concat"),
+                "skipped": None, "peak_rss_mb": 1.0}
 
     monkeypatch.setattr(bench, "cached_child", cached_child)
     result = bench.run([10], tmp_path, ["unified", "text_dae", "unified_concat", "clicks_bpr"], bpr=False,
@@ -81,4 +82,6 @@ def test_run_trains_the_fusions_after_the_backbones_and_records_a_timeout(bench,
     assert order == ["generate-10", "text_dae-10", "clicks_bpr-10", "unified-10", "unified_concat-10"]
     timed_out = [r for r in result["scale"] if r["stage"] == "text_dae"]
     assert timed_out == [{"stage": "text_dae", "products": 10, "note": "timed out after 7 s"}]
+    notes = {r["stage"]: r["note"] for r in result["scale"]}
+    assert notes["unified_concat"] == "failed the gate" and notes["unified"] == ""
     assert bench.section(result)[0] == "## Producers at scale"
