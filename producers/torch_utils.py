@@ -110,21 +110,23 @@ class RowAdam:
         import torch
 
         rows = torch.unique(torch.as_tensor(rows, device=self.weight.device))
-        tau = self.current[rows]
-        missed = self.t - tau
+        missed = self.t - self.current.index_select(0, rows)
         late = missed > 0
         if not bool(late.any()):
             return
-        rows, tau, missed = rows[late], tau[late], missed[late]
-        factor = self._h[tau] - self._r ** missed.double() * self._h[tau + missed]
-        m, v = self.m[rows], self.v[rows]
+        rows, missed = rows[late], missed[late]
+        tau = self.t - missed
+        factor = self._h[tau] - self._r ** missed.double() * self._h[self.t]
+        # index_select / index_copy_ rather than fancy indexing: a third of the time on a CPU.
+        m, v = self.m.index_select(0, rows), self.v.index_select(0, rows)
         # A row never updated has m = v = 0 and does not move.
-        ratio = torch.where(v > 0, m / v.sqrt().clamp_min(torch.finfo(v.dtype).tiny), torch.zeros_like(m))
+        ratio = m / v.sqrt().clamp_min(torch.finfo(v.dtype).tiny)
         with torch.no_grad():
-            self.weight[rows] -= (self.lr * factor.to(m.dtype))[:, None] * ratio
-        self.m[rows] = m * (self.beta1 ** missed.double()).to(m.dtype)[:, None]
-        self.v[rows] = v * (self.beta2 ** missed.double()).to(v.dtype)[:, None]
-        self.current[rows] = self.t
+            moved = self.weight.index_select(0, rows).sub_((self.lr * factor.to(m.dtype))[:, None] * ratio)
+            self.weight.index_copy_(0, rows, moved)
+        self.m.index_copy_(0, rows, m.mul_((self.beta1 ** missed.double()).to(m.dtype)[:, None]))
+        self.v.index_copy_(0, rows, v.mul_((self.beta2 ** missed.double()).to(v.dtype)[:, None]))
+        self.current.index_fill_(0, rows, self.t)
 
     def step(self) -> None:
         """One Adam step on the rows in the weight's (sparse) gradient; the rows it read must be caught up."""
@@ -139,15 +141,18 @@ class RowAdam:
             raise RuntimeError(f"RowAdam was set up for {self.steps} steps")
         grad = grad.coalesce()
         rows, g = grad.indices()[0], grad.values()
-        self.catch_up(rows)  # a no-op when the forward's rows were caught up, as they must be
+        if bool((self.current.index_select(0, rows) < self.t).any()):
+            raise RuntimeError("a row with a gradient was not caught up before the forward pass read it")
         self.t += 1
-        m = self.m[rows].mul_(self.beta1).add_(g, alpha=1 - self.beta1)
-        v = self.v[rows].mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
-        self.m[rows], self.v[rows] = m, v
+        m = self.m.index_select(0, rows).mul_(self.beta1).add_(g, alpha=1 - self.beta1)
+        v = self.v.index_select(0, rows).mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
+        self.m.index_copy_(0, rows, m)
+        self.v.index_copy_(0, rows, v)
         correction1, correction2 = 1 - self.beta1**self.t, 1 - self.beta2**self.t
         with torch.no_grad():
-            self.weight[rows] -= (self.lr / correction1) * m / (v.sqrt() / correction2**0.5 + self.eps)
-        self.current[rows] = self.t
+            step = (self.lr / correction1) * m / (v.sqrt() / correction2**0.5 + self.eps)
+            self.weight.index_copy_(0, rows, self.weight.index_select(0, rows).sub_(step))
+        self.current.index_fill_(0, rows, self.t)
 
     def zero_grad(self) -> None:
         self.weight.grad = None
