@@ -52,7 +52,7 @@ def _generate(shop_dir: str, n: str) -> dict:
     return {"events": int(summary["events"])}
 
 
-def _produce(shop_dir: str, home: str, family: str) -> dict:
+def _produce(shop_dir: str, home: str, family: str, overrides: str = "{}") -> dict:
     from prodvec.core.shop.loader import load_shop
     from prodvec.core.snapshots import SnapshotStore
     from prodvec.jobs import produce
@@ -61,20 +61,20 @@ def _produce(shop_dir: str, home: str, family: str) -> dict:
     started, cpu = time.perf_counter(), _cpu_seconds()
     # Validated, so the fusions after it find their modalities served; the gate's cost is part of the
     # family's (wall_s - train_s). replace=True: a rerun in a kept --work home trains again.
-    runs = produce(shop, family, [shop.end], SnapshotStore(Path(home)), replace=True, progress=False,
-                   log=lambda m: None)
+    runs = produce(shop, family, [shop.end], SnapshotStore(Path(home)), overrides=json.loads(overrides) or None,
+                   replace=True, progress=False, log=lambda m: None)
     run = runs[0]
     return {"wall_s": time.perf_counter() - started, "train_s": run.seconds, "cpu_s": _cpu_seconds() - cpu,
             "passed": bool(run.validation and run.validation.get("success")), "skipped": run.skipped}
 
 
-def _profile(shop_dir: str, home: str, family: str, out: str) -> dict:
+def _profile(shop_dir: str, home: str, family: str, out: str, overrides: str = "{}") -> dict:
     """`_produce` under cProfile, the stats written to OUT (read them with `python -m pstats OUT`): what
     dominates a family at one size, to put beside the same at another."""
     import cProfile
 
     profiler = cProfile.Profile()
-    result = profiler.runcall(_produce, shop_dir, home, family)
+    result = profiler.runcall(_produce, shop_dir, home, family, overrides)
     profiler.dump_stats(out)
     return result
 
@@ -211,11 +211,14 @@ def _note(result: dict) -> str:
 
 
 def run(sizes: list[int], work: Path, families=None, myntra: Path | None = None, *,
-        stage_timeout: float | None = None, bpr: bool = True, log=print) -> dict:
+        stage_timeout: float | None = None, bpr: bool = True, overrides: dict[str, dict] | None = None,
+        log=print) -> dict:
     """Generate a shop per size (once per `work`), then produce each family on it in its own child.
 
     `families` defaults to every registered one; fusions are moved after the backbones whatever the order
-    given, since they read the backbones' snapshots from the same home.
+    given, since they read the backbones' snapshots from the same home. `overrides`: family -> {parameter:
+    value} (e.g. fewer epochs, to probe a costly family's growth cheaply; the stage results kept in `work`
+    do not record them, so give such a run its own `work`).
     """
     from prodvec.producers import is_fusion
 
@@ -229,7 +232,7 @@ def run(sizes: list[int], work: Path, families=None, myntra: Path | None = None,
                      "peak_rss_mb": gen["peak_rss_mb"]})
         for family in families:
             res = cached_child(results, f"{family}-{n}", "produce", shop, str(work / f"home{n}"), family,
-                               timeout=stage_timeout, log=log)
+                               json.dumps((overrides or {}).get(family, {})), timeout=stage_timeout, log=log)
             if res.get("timed_out"):
                 rows.append({"stage": family, "products": n, "note": f"timed out after {res['child_wall_s']:.0f} s"})
                 continue
@@ -293,6 +296,8 @@ def main() -> None:
     parser.add_argument("--stage-timeout", type=float, help="seconds after which a family's stage is recorded "
                         "as timed out")
     parser.add_argument("--no-bpr", action="store_true", help="skip the clicks_bpr vs implicit comparison")
+    parser.add_argument("--set", action="append", default=[], metavar="FAMILY.KEY=VALUE",
+                        help="a producer parameter for this run (repeatable), as `prodvec run --set`")
     parser.add_argument("--myntra", type=Path, help="a shop imported from Myntra (prodvec import myntra ...)")
     parser.add_argument("--out", type=Path, default=Path("reports/bench.md"))
     args, rest = parser.parse_known_args()
@@ -310,7 +315,19 @@ def main() -> None:
 
         for family in families:
             producer_class(family)  # an unknown name fails here, not after an hour of the others
-    kwargs = dict(stage_timeout=args.stage_timeout, bpr=not args.no_bpr)
+    overrides: dict[str, dict] = {}
+    for item in args.set:
+        key, eq, value = item.partition("=")
+        family, dot, name = key.partition(".")
+        if not (eq and dot and family and name):
+            parser.error(f"--set expects FAMILY.KEY=VALUE, got {item!r}")
+        overrides.setdefault(family, {})[name] = value
+    if overrides:
+        from prodvec.producers import make_producer
+
+        for family, values in overrides.items():
+            make_producer(family, values)  # unknown family or parameter, or a bad value: fail before any stage
+    kwargs = dict(stage_timeout=args.stage_timeout, bpr=not args.no_bpr, overrides=overrides)
     if args.work:
         result = run(sizes, args.work, families, args.myntra, **kwargs)
     else:

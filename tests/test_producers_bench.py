@@ -65,9 +65,10 @@ def test_a_kept_stage_result_is_reused_and_a_timed_out_one_is_run_again(bench, t
 
 
 def test_run_trains_the_fusions_after_the_backbones_and_records_a_timeout(bench, tmp_path, monkeypatch):
-    order = []
+    order, seen_args = [], []
 
     def cached_child(results, name, stage, *args, timeout=None, log=print):
+        seen_args.append(args)
         order.append(name)
         if stage == "generate":
             return {"events": 1, "child_wall_s": 1.0, "child_cpu_s": 1.0, "peak_rss_mb": 1.0}
@@ -78,10 +79,12 @@ def test_run_trains_the_fusions_after_the_backbones_and_records_a_timeout(bench,
 
     monkeypatch.setattr(bench, "cached_child", cached_child)
     result = bench.run([10], tmp_path, ["unified", "text_dae", "unified_concat", "clicks_bpr"], bpr=False,
-                       log=lambda m: None)
+                       overrides={"clicks_bpr": {"epochs": "2"}}, log=lambda m: None)
     assert order == ["generate-10", "text_dae-10", "clicks_bpr-10", "unified-10", "unified_concat-10"]
     timed_out = [r for r in result["scale"] if r["stage"] == "text_dae"]
     assert timed_out == [{"stage": "text_dae", "products": 10, "note": "timed out after 7 s"}]
-    notes = {r["stage"]: r["note"] for r in result["scale"]}
+    # A family's parameters reach its own stage only, as JSON for the child's command line.
+    assert json.loads(seen_args[2][-1]) == {"epochs": "2"} and json.loads(seen_args[1][-1]) == {}
+    notes = {r["stage"]: r.get("note") for r in result["scale"]}
     assert notes["unified_concat"] == "failed the gate" and notes["unified"] == ""
     assert bench.section(result)[0] == "## Producers at scale"
