@@ -185,15 +185,17 @@ def child(stage: str, *args: str, timeout: float | None = None) -> dict:
 
 
 def cached_child(results: Path, name: str, stage: str, *args: str, timeout: float | None = None,
-                 log=print) -> dict:
+                 kept_only: bool = False, log=print) -> dict:
     """`child`, its result kept as RESULTS/NAME.json and read back instead of rerun when present
-    (a timed-out stage is tried again)."""
+    (a timed-out stage is tried again). `kept_only`: never run, {"not_run": True} when nothing is kept."""
     path = results / f"{name}.json"
     if path.exists():
         result = json.loads(path.read_text())
-        if not result.get("timed_out"):
+        if not result.get("timed_out") or kept_only:
             log(f"{name}: kept result {path}")
             return result
+    if kept_only:
+        return {"not_run": True}
     log(f"{name}: running")
     result = child(stage, *args, timeout=timeout)
     results.mkdir(parents=True, exist_ok=True)
@@ -212,7 +214,7 @@ def _note(result: dict) -> str:
 
 def run(sizes: list[int], work: Path, families=None, myntra: Path | None = None, *,
         stage_timeout: float | None = None, bpr: bool = True, overrides: dict[str, dict] | None = None,
-        log=print) -> dict:
+        kept_only: bool = False, log=print) -> dict:
     """Generate a shop per size (once per `work`), then produce each family on it in its own child.
 
     `families` defaults to every registered one; fusions are moved after the backbones whatever the order
@@ -227,12 +229,17 @@ def run(sizes: list[int], work: Path, families=None, myntra: Path | None = None,
     results, rows, bpr_rows = work / "results", [], []
     for n in sizes:
         shop = str(work / f"shop{n}")
-        gen = cached_child(results, f"generate-{n}", "generate", shop, str(n), log=log)
+        gen = cached_child(results, f"generate-{n}", "generate", shop, str(n), kept_only=kept_only, log=log)
+        if gen.get("not_run"):
+            continue
         rows.append({"stage": "generate", "products": n, "wall_s": gen["child_wall_s"], "cpu_s": gen["child_cpu_s"],
                      "peak_rss_mb": gen["peak_rss_mb"]})
         for family in families:
             res = cached_child(results, f"{family}-{n}", "produce", shop, str(work / f"home{n}"), family,
-                               json.dumps((overrides or {}).get(family, {})), timeout=stage_timeout, log=log)
+                               json.dumps((overrides or {}).get(family, {})), timeout=stage_timeout,
+                               kept_only=kept_only, log=log)
+            if res.get("not_run"):
+                continue
             if res.get("timed_out"):
                 rows.append({"stage": family, "products": n, "note": f"timed out after {res['child_wall_s']:.0f} s"})
                 continue
@@ -296,6 +303,8 @@ def main() -> None:
     parser.add_argument("--stage-timeout", type=float, help="seconds after which a family's stage is recorded "
                         "as timed out")
     parser.add_argument("--no-bpr", action="store_true", help="skip the clicks_bpr vs implicit comparison")
+    parser.add_argument("--kept-only", action="store_true", help="run nothing: the table of the stage results "
+                        "kept in --work (a stage without one is left out)")
     parser.add_argument("--set", action="append", default=[], metavar="FAMILY.KEY=VALUE",
                         help="a producer parameter for this run (repeatable), as `prodvec run --set`")
     parser.add_argument("--myntra", type=Path, help="a shop imported from Myntra (prodvec import myntra ...)")
@@ -327,7 +336,10 @@ def main() -> None:
 
         for family, values in overrides.items():
             make_producer(family, values)  # unknown family or parameter, or a bad value: fail before any stage
-    kwargs = dict(stage_timeout=args.stage_timeout, bpr=not args.no_bpr, overrides=overrides)
+    if args.kept_only and not args.work:
+        parser.error("--kept-only reads the results kept in --work")
+    kwargs = dict(stage_timeout=args.stage_timeout, bpr=not args.no_bpr and not args.kept_only,
+                  overrides=overrides, kept_only=args.kept_only)
     if args.work:
         result = run(sizes, args.work, families, args.myntra, **kwargs)
     else:

@@ -67,7 +67,7 @@ def test_a_kept_stage_result_is_reused_and_a_timed_out_one_is_run_again(bench, t
 def test_run_trains_the_fusions_after_the_backbones_and_records_a_timeout(bench, tmp_path, monkeypatch):
     order, seen_args = [], []
 
-    def cached_child(results, name, stage, *args, timeout=None, log=print):
+    def cached_child(results, name, stage, *args, timeout=None, kept_only=False, log=print):
         seen_args.append(args)
         order.append(name)
         if stage == "generate":
@@ -88,3 +88,14 @@ def test_run_trains_the_fusions_after_the_backbones_and_records_a_timeout(bench,
     notes = {r["stage"]: r.get("note") for r in result["scale"]}
     assert notes["unified_concat"] == "failed the gate" and notes["unified"] == ""
     assert bench.section(result)[0] == "## Producers at scale"
+
+
+def test_kept_only_tables_what_is_kept_and_runs_nothing(bench, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "child", lambda *a, **k: pytest.fail("kept_only ran a stage"))
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "generate-10.json").write_text(json.dumps({"child_wall_s": 3.0, "child_cpu_s": 2.0, "peak_rss_mb": 1}))
+    (results / "prod2vec-10.json").write_text(json.dumps(
+        {"wall_s": 4.0, "train_s": 3.0, "cpu_s": 2.5, "passed": True, "skipped": None, "peak_rss_mb": 1}))
+    result = bench.run([10, 20], tmp_path, ["prod2vec", "text_dae"], bpr=False, kept_only=True, log=lambda m: None)
+    assert [(r["stage"], r["products"]) for r in result["scale"]] == [("generate", 10), ("prod2vec", 10)]
