@@ -4,10 +4,21 @@ Every stage runs in its own child process, so its peak RSS is its own and not
 the largest of everything before it. Time ratios against the smallest size are
 the headline: a linear stage keeps `s_per_10k` flat as the catalogue grows.
 
-    .venv/bin/python benchmarks/producers_bench.py [--sizes 10000,100000] [--big] [--myntra SHOP_DIR]
+    .venv/bin/python benchmarks/producers_bench.py [--sizes 10000,100000] [--big] [--families a,b]
+        [--work DIR] [--stage-timeout S] [--myntra SHOP_DIR]
 
-`--big` adds 1,000,000 products. `--myntra` takes a shop imported with
-`prodvec import myntra ../shared/data/myntra SHOP_DIR`.
+Every registered family is timed by default, backbones first, then the fusions
+(which read the backbones' snapshots in the same home). Each family at each size
+is its own child, so one slow family neither blocks nor inflates the others;
+`--stage-timeout` records a stage that runs past it as timed out and goes on.
+`--work DIR` keeps the generated shops, the homes and every stage's result
+(DIR/results/*.json) and reuses them on the next run, so a 100k shop is
+generated once and an interrupted run resumes. `--big` adds 1,000,000 products.
+`--myntra` takes a shop imported with `prodvec import myntra ../shared/data/myntra SHOP_DIR`.
+
+To see what dominates one family at one size (the shop and home of a kept --work):
+
+    .venv/bin/python benchmarks/producers_bench.py --stage profile WORK/shop100000 WORK/home100000 FAMILY OUT.prof
 """
 
 from __future__ import annotations
@@ -29,7 +40,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-FAMILIES = ("text_dae", "clicks_bpr", "unified", "unified_concat")
+
+def all_families() -> tuple[str, ...]:
+    """Every registered producer, fusions last (they read the others' snapshots)."""
+    from prodvec.producers import all_families as registered
+
+    return registered()
 
 
 # --------------------------------------------------------------------------- child stages
@@ -40,16 +56,38 @@ def _generate(shop_dir: str, n: str) -> dict:
     return {"events": int(summary["events"])}
 
 
-def _produce(shop_dir: str, home: str, family: str) -> dict:
+def _produce(shop_dir: str, home: str, family: str, overrides: str = "{}") -> dict:
     from prodvec.core.shop.loader import load_shop
     from prodvec.core.snapshots import SnapshotStore
     from prodvec.jobs import produce
 
     shop = load_shop(Path(shop_dir), log=lambda m: None)
-    cpu = time.process_time()
-    # Validated, so the fusions after it find their modalities served.
-    runs = produce(shop, family, [shop.end], SnapshotStore(Path(home)), progress=False, log=lambda m: None)
-    return {"train_s": runs[0].seconds, "cpu_s": time.process_time() - cpu}
+    started, cpu = time.perf_counter(), _cpu_seconds()
+    # Validated, so the fusions after it find their modalities served; the gate's cost is part of the
+    # family's (wall_s - train_s). replace=True: a rerun in a kept --work home trains again.
+    runs = produce(shop, family, [shop.end], SnapshotStore(Path(home)), overrides=json.loads(overrides) or None,
+                   replace=True, progress=False, log=lambda m: None)
+    run = runs[0]
+    return {"wall_s": time.perf_counter() - started, "train_s": run.seconds, "cpu_s": _cpu_seconds() - cpu,
+            "passed": bool(run.validation and run.validation.get("success")), "skipped": run.skipped}
+
+
+def _profile(shop_dir: str, home: str, family: str, out: str, overrides: str = "{}") -> dict:
+    """`_produce` under cProfile, the stats written to OUT (read them with `python -m pstats OUT`): what
+    dominates a family at one size, to put beside the same at another."""
+    import cProfile
+
+    profiler = cProfile.Profile()
+    result = profiler.runcall(_produce, shop_dir, home, family, overrides)
+    profiler.dump_stats(out)
+    return result
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process (all its threads) and of any children it waited for
+    (a worker pool some library starts), the number that other load on the machine does not inflate."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def held_out_split(users: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -135,58 +173,136 @@ def _bpr(shop_dir: str, threads: str, which: str, repeat: str = "1") -> dict:
             "auc": held_out_auc(vectors, users, products, train)}
 
 
-STAGES = {"generate": _generate, "produce": _produce, "bpr": _bpr}
+STAGES = {"generate": _generate, "produce": _produce, "profile": _profile, "bpr": _bpr}
 
 
-def child(stage: str, *args: str) -> dict:
-    """Run one stage in a fresh interpreter; its result plus wall seconds and peak RSS."""
-    started = time.perf_counter()
-    out = subprocess.run([sys.executable, __file__, "--stage", stage, *args], capture_output=True, text=True)
+def child(stage: str, *args: str, timeout: float | None = None) -> dict:
+    """Run one stage in a fresh interpreter; its result plus wall seconds, CPU seconds (user + sys of the
+    whole child, its imports and shop loading included) and peak RSS. A stage past `timeout` seconds is
+    killed and its result says so (`timed_out`), so one slow family does not hold up the rest."""
+    started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    try:
+        out = subprocess.run([sys.executable, __file__, "--stage", stage, *args], capture_output=True, text=True,
+                             timeout=timeout)
+    except subprocess.TimeoutExpired:
+        out = None
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    usage = {"child_wall_s": time.perf_counter() - started,
+             "child_cpu_s": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime}
+    if out is None:
+        return {"timed_out": True, **usage}
     if out.returncode != 0:
         raise RuntimeError(f"stage {stage} {args} failed:\n{out.stderr[-3000:]}")
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    result["child_wall_s"] = time.perf_counter() - started
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), **usage}
+
+
+def cached_child(results: Path, name: str, stage: str, *args: str, timeout: float | None = None,
+                 kept_only: bool = False, log=print) -> dict:
+    """`child`, its result kept as RESULTS/NAME.json and read back instead of rerun when present
+    (a timed-out stage is tried again). `kept_only`: never run, {"not_run": True} when nothing is kept."""
+    path = results / f"{name}.json"
+    if path.exists():
+        result = json.loads(path.read_text())
+        if not result.get("timed_out") or kept_only:
+            log(f"{name}: kept result {path}")
+            return result
+    if kept_only:
+        return {"not_run": True}
+    log(f"{name}: running")
+    result = child(stage, *args, timeout=timeout)
+    results.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result))
+    log(f"{name}: {json.dumps(result)}")
     return result
 
 
 # --------------------------------------------------------------------------- parent
-def run(sizes: list[int], work: Path, families=FAMILIES, myntra: Path | None = None, bpr_repeat: int = 5) -> dict:
-    rows, bpr_rows = [], []
+def _note(result: dict) -> str:
+    """Why a produce stage's time may not be a full training: skipped, or its snapshot failed the gate."""
+    if result.get("skipped"):
+        return f"skipped: {result['skipped']}"
+    return "" if result.get("passed", True) else "failed the gate"
+
+
+def run(sizes: list[int], work: Path, families=None, myntra: Path | None = None, *,
+        stage_timeout: float | None = None, bpr: bool = True, overrides: dict[str, dict] | None = None,
+        kept_only: bool = False, bpr_repeat: int = 5, log=print) -> dict:
+    """Generate a shop per size (once per `work`), then produce each family on it in its own child.
+
+    `families` defaults to every registered one; fusions are moved after the backbones whatever the order
+    given, since they read the backbones' snapshots from the same home. `overrides`: family -> {parameter:
+    value} (e.g. fewer epochs, to probe a costly family's growth cheaply; the stage results kept in `work`
+    do not record them, so give such a run its own `work`).
+    """
+    from prodvec.producers import is_fusion
+
+    families = list(all_families() if families is None else families)
+    families = [f for f in families if not is_fusion(f)] + [f for f in families if is_fusion(f)]
+    results, rows, bpr_rows = work / "results", [], []
     for n in sizes:
         shop = str(work / f"shop{n}")
-        gen = child("generate", shop, str(n))
-        rows.append({"stage": "generate", "products": n, "seconds": gen["child_wall_s"], "peak_rss_mb": gen["peak_rss_mb"]})
+        gen = cached_child(results, f"generate-{n}", "generate", shop, str(n), kept_only=kept_only, log=log)
+        if gen.get("not_run"):
+            continue
+        rows.append({"stage": "generate", "products": n, "wall_s": gen["child_wall_s"], "cpu_s": gen["child_cpu_s"],
+                     "peak_rss_mb": gen["peak_rss_mb"]})
         for family in families:
-            res = child("produce", shop, str(work / f"home{n}"), family)
-            rows.append({"stage": family, "products": n, "seconds": res["train_s"], "cpu_s": res["cpu_s"],
-                         "peak_rss_mb": res["peak_rss_mb"]})
-    bpr_shop = str(work / f"shop{sizes[0]}")
-    for threads in (1, 2):
-        for which in ("implicit", "producer"):
-            bpr_rows.append({"which": which, **child("bpr", bpr_shop, str(threads), which, str(bpr_repeat))})
+            res = cached_child(results, f"{family}-{n}", "produce", shop, str(work / f"home{n}"), family,
+                               json.dumps((overrides or {}).get(family, {})), timeout=stage_timeout,
+                               kept_only=kept_only, log=log)
+            if res.get("not_run"):
+                continue
+            if res.get("timed_out"):
+                rows.append({"stage": family, "products": n, "note": f"timed out after {res['child_wall_s']:.0f} s"})
+                continue
+            rows.append({"stage": family, "products": n, "wall_s": res["wall_s"], "train_s": res["train_s"],
+                         "cpu_s": res["cpu_s"], "peak_rss_mb": res["peak_rss_mb"],
+                         "note": _note(res)})
+    if bpr:
+        bpr_shop = str(work / f"shop{sizes[0]}")
+        for threads in (1, 2):
+            for which in ("implicit", "producer"):
+                bpr_rows.append({"which": which, **child("bpr", bpr_shop, str(threads), which, str(bpr_repeat))})
     if myntra is not None:
         res = child("produce", str(myntra), str(work / "home-myntra"), "text_dae")
         rows.append({"stage": "text_dae (Myntra)", "products": int(pd.read_parquet(Path(myntra) / "products.parquet",
-                     columns=["product_id"]).shape[0]), "seconds": res["train_s"], "cpu_s": res["cpu_s"], "peak_rss_mb": res["peak_rss_mb"]})
-    return {"scale": rows, "bpr": bpr_rows}
+                     columns=["product_id"]).shape[0]), "wall_s": res["wall_s"], "train_s": res["train_s"],
+                     "cpu_s": res["cpu_s"], "peak_rss_mb": res["peak_rss_mb"]})
+    return {"scale": rows, "bpr": bpr_rows, "load_average": os.getloadavg()}
+
+
+def scale_table(rows: list[dict]) -> pd.DataFrame:
+    """The per-stage rows with seconds per 10k products and their ratio to the smallest size."""
+    scale = pd.DataFrame(rows)
+    for col in ("wall_s", "cpu_s"):
+        per = scale[col] / scale["products"] * 10_000
+        scale[col.replace("_s", "_per_10k")] = per
+        # The smallest size each stage finished at is its reference (a timed-out row has NaN).
+        first = per.groupby(scale["stage"]).transform(lambda v: v.dropna().iloc[0] if v.notna().any() else np.nan)
+        scale[col.replace("_s", "_×smallest")] = per / first
+    order = ["stage", "products", "wall_s", "train_s", "cpu_s", "wall_per_10k", "cpu_per_10k", "wall_×smallest",
+             "cpu_×smallest", "peak_rss_mb", "note"]
+    return scale[[c for c in order if c in scale]]
 
 
 def section(result: dict) -> list[str]:
     """Markdown lines for reports/bench.md."""
-    scale = pd.DataFrame(result["scale"])
-    scale["s_per_10k"] = scale["seconds"] / scale["products"] * 10_000
-    first = scale.groupby("stage")["s_per_10k"].transform("first")
-    scale["s_per_10k ×smallest"] = scale["s_per_10k"] / first
-    bpr = pd.DataFrame(result["bpr"])
-    bpr["wall ×implicit"] = bpr["wall_s"] / bpr.groupby("threads")["wall_s"].transform("first")
-    return ["## Producers at scale", "",
-            "seconds per 10k products (a linear stage keeps the ratio near 1 as the catalogue grows); "
-            "seconds = training wall time (generate: the whole child); cpu_s = the child's CPU time "
-            "(validation included); peak RSS of the stage's own process", "",
-            scale.round(3).to_string(index=False), "",
-            "BPR: bare implicit vs the clicks_bpr producer, same interactions (one positive per user held out), "
-            "same threads; wall_s, cpu_s: the fastest of `repeat` runs in one process; AUC = held-out product against every unchosen one, user = mean of its training products", "",
-            bpr.round(3).to_string(index=False), ""]
+    scale = scale_table(result["scale"])
+    lines = ["## Producers at scale", "",
+             "seconds per 10k products (a linear stage keeps the ratio near 1 as the catalogue grows). "
+             "wall_s = the family's produce call (training + the validation gate; generate: the whole child), "
+             "train_s = training alone; cpu_s = user + sys CPU seconds of that call (all threads; generate: the "
+             "whole child), the figure other load on the machine does not inflate; ×smallest = per-10k ratio to "
+             "the smallest size; peak RSS of the stage's own process. Load average at the end: "
+             + " ".join(f"{v:.2f}" for v in result.get("load_average", ())), "",
+             scale.round(3).to_string(index=False, na_rep=""), ""]
+    if result["bpr"]:
+        bpr = pd.DataFrame(result["bpr"])
+        bpr["wall ×implicit"] = bpr["wall_s"] / bpr.groupby("threads")["wall_s"].transform("first")
+        lines += ["BPR: bare implicit vs the clicks_bpr producer, same interactions (one positive per user held out), "
+                  "same threads; wall_s, cpu_s: the fastest of `repeat` runs in one process; AUC = held-out product against every unchosen one, user = mean of its training "
+                  "products", "", bpr.round(3).to_string(index=False), ""]
+    return lines
 
 
 def main() -> None:
@@ -194,7 +310,15 @@ def main() -> None:
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--big", action="store_true", help="add 1,000,000 products")
-    parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--families", help="comma-separated families (default: every registered one)")
+    parser.add_argument("--work", type=Path, help="keep shops, homes and stage results here and reuse them")
+    parser.add_argument("--stage-timeout", type=float, help="seconds after which a family's stage is recorded "
+                        "as timed out")
+    parser.add_argument("--no-bpr", action="store_true", help="skip the clicks_bpr vs implicit comparison")
+    parser.add_argument("--kept-only", action="store_true", help="run nothing: the table of the stage results "
+                        "kept in --work (a stage without one is left out)")
+    parser.add_argument("--set", action="append", default=[], metavar="FAMILY.KEY=VALUE",
+                        help="a producer parameter for this run (repeatable), as `prodvec run --set`")
     parser.add_argument("--myntra", type=Path, help="a shop imported from Myntra (prodvec import myntra ...)")
     parser.add_argument("--out", type=Path, default=Path("reports/bench.md"))
     args, rest = parser.parse_known_args()
@@ -203,9 +327,36 @@ def main() -> None:
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     sizes = [int(s) for s in args.sizes.split(",")] + ([1_000_000] if args.big else [])
-    with tempfile.TemporaryDirectory(prefix="prodvec-producers-bench-") as work:
-        result = run(sizes, Path(work), tuple(args.families.split(",")), args.myntra)
+    families = args.families.split(",") if args.families else None
+    if families:
+        from prodvec.producers import producer_class
+
+        for family in families:
+            producer_class(family)  # an unknown name fails here, not after an hour of the others
+    overrides: dict[str, dict] = {}
+    for item in args.set:
+        key, eq, value = item.partition("=")
+        family, dot, name = key.partition(".")
+        if not (eq and dot and family and name):
+            parser.error(f"--set expects FAMILY.KEY=VALUE, got {item!r}")
+        overrides.setdefault(family, {})[name] = value
+    if overrides:
+        from prodvec.producers import make_producer
+
+        for family, values in overrides.items():
+            make_producer(family, values)  # unknown family or parameter, or a bad value: fail before any stage
+    if args.kept_only and not args.work:
+        parser.error("--kept-only reads the results kept in --work")
+    kwargs = dict(stage_timeout=args.stage_timeout, bpr=not args.no_bpr and not args.kept_only,
+                  overrides=overrides, kept_only=args.kept_only)
+    if args.work:
+        result = run(sizes, args.work, families, args.myntra, **kwargs)
+    else:
+        with tempfile.TemporaryDirectory(prefix="prodvec-producers-bench-") as work:
+            result = run(sizes, Path(work), families, args.myntra, **kwargs)
     write(result, args.out)
 
 

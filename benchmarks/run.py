@@ -62,6 +62,10 @@ def main() -> None:
     feast_bench.add_arguments(parser)
     parser.add_argument("--producer-sizes", default="10000,100000",
                         help="sizes for the producers-at-scale section (producers_bench.py); empty to skip")
+    # Every registered family at 100k is hours of CPU (sasrec and mrnet ~300 CPU s each at 10k alone): the
+    # default times make demo's families and the cheapest clickstream one; `all` times every one.
+    parser.add_argument("--producer-families", default="text_dae,clicks_bpr,prod2vec,unified,unified_concat",
+                        help="comma-separated families for that section, or 'all' (every registered one)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(tempfile.mkdtemp(prefix="prodvec-bench-"))
@@ -90,8 +94,9 @@ def main() -> None:
         import producers_bench
 
         with tempfile.TemporaryDirectory(prefix="prodvec-producers-bench-") as producer_work:
+            families = None if args.producer_families == "all" else args.producer_families.split(",")
             producers_bench.write(producers_bench.run([int(s) for s in args.producer_sizes.split(",")],
-                                                      Path(producer_work)), args.out)
+                                                      Path(producer_work), families), args.out)
     print(f"written to {args.out}")
     if not args.no_feast:
         # The plugin against Feast's engine and the bare stores: its own section of bench.md / bench.json.
