@@ -163,7 +163,8 @@ def _bpr(shop_dir: str, threads: str, which: str, repeat: str = "1") -> dict:
             model.fit(matrix, show_progress=False)
             vectors = model.item_factors[:, :64]
         else:
-            emb = ClicksBPR(BPRConfig()).train(train_shop, TrainContext(cutoff=shop.end, progress=False))
+            producer = ClicksBPR(BPRConfig(threads=int(threads)))
+            emb = producer.train(train_shop, TrainContext(cutoff=shop.end, progress=False))
             vectors = np.zeros((len(product_ids), emb.dim), np.float32)
             vectors[pd.Index(product_ids).get_indexer(emb.ids)] = emb.vectors
         runs.append((time.perf_counter() - started, time.process_time() - cpu))

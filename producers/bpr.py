@@ -8,8 +8,9 @@ so only β_p and the factors are learned. γ_p is the product embedding.
 Trained by mini-batch Adam in a compiled loop (bpr_kernel) on the CPU,
 whatever `device` says: a step is a few thousand 64-float rows, and its cost
 is the batch's, not the catalogue's (only the rows a batch touches move). It
-uses numba's thread count (the family pool gives each worker its share of the
-cores) and gives the same vectors bit for bit on any number of threads.
+can share the rows out to `threads` threads (at most numba's count, which the
+family pool sets per worker) and gives the same vectors bit for bit on any
+number of them; one by default (see `BPRConfig.threads`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ class BPRConfig(ProducerConfig):
     l2: float = 1e-5
     # Products need this many positive interactions before the cutoff to get a vector.
     min_interactions: int = 1
+    # Threads the kernel shares the rows out to (at most numba's count; the result is the same bit for bit).
+    # One by default: each thread still reads most triples (7 in 8 on two), so on two idle cores the
+    # default shop's 25 epochs took 0.520 s on two threads against 0.414 s on one
+    # (`benchmarks/producers_bench.py --stage bpr workspace/shop {1,2} producer 7`).
+    threads: int = 1
 
 
 def interaction_pairs(shop: Shop, min_interactions: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -77,7 +83,7 @@ class ClicksBPR(Producer):
     min_coverage = 0.2
 
     def train(self, shop: Shop, context: TrainContext) -> Embeddings:
-        from prodvec.producers.bpr_kernel import shuffle_epoch
+        from prodvec.producers.bpr_kernel import shuffle_epoch, threads
 
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
@@ -89,7 +95,7 @@ class ClicksBPR(Producer):
         init_u = rng.normal(0, 0.1, (n_users, cfg.dim)).astype(np.float32)
         if context.previous is not None and context.previous.dim == cfg.dim:
             init_p, init_u = warm_start(context.previous, product_ids, users, products, init_p, init_u)
-        trainer = Trainer(init_u, init_p, cfg.batch_size, cfg.lr, cfg.l2)
+        trainer = Trainer(init_u, init_p, cfg.batch_size, cfg.lr, cfg.l2, parts=max(1, min(cfg.threads, threads())))
         users, products = users.astype(np.int64, copy=False), products.astype(np.int64, copy=False)
         weights = (weights / weights.mean()).astype(np.float32)
         n = len(users)
