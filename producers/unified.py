@@ -139,8 +139,10 @@ class Unified(Producer):
             weights = {f: frozen.get(f, 0.0) for f in parts}
             if not any(weights.values()):
                 raise ValueError(f"unified: frozen weights {frozen} cover none of {sorted(parts)}")
-        self.card_extras_ = {"fusion": {"weights": weights,
-                                        "frozen": frozen is not None or self.selection_.get("frozen", True),
+        is_frozen = frozen is not None or self.selection_.get("frozen", True)
+        # Provisional: equal weights held until validation sessions exist; the next snapshot chooses (and the
+        # drift gate does not measure it against this one, validation.verdict.drift_reference).
+        self.card_extras_ = {"fusion": {"weights": weights, "frozen": is_frozen, "provisional": not is_frozen,
                                         "sources": {f: ref.id for f, (ref, _) in sources.items()},
                                         "selection": self.selection_}}
         ids = shop.products[C.PRODUCT_ID].to_numpy().astype(str)

@@ -249,7 +249,7 @@ class UnifiedBlend(Producer):
         self.artifacts_ = {"mean": mean.astype(np.float32), "basis": basis.astype(np.float32),
                            "scale": np.array([scale], dtype=np.float32)}
         self.card_extras_ = {"fusion": {"modalities": order, "weights": {f: round(w, 4) for f, w in weights.items()},
-                                        "frozen": bool(is_frozen),
+                                        "frozen": bool(is_frozen), "provisional": not is_frozen,
                                         "sources": {f: ref.id for f, (ref, _) in sources.items() if f in order},
                                         "selection": selection}}
         return Embeddings(ids[keep], vectors.astype(np.float32))

@@ -108,6 +108,26 @@ def test_a_reshuffled_retrain_fails_drift_and_the_online_store_keeps_serving_the
     assert "embedding_snapshot" in html and "text_dae_v1_" in Path(validation["data_docs"]).as_posix()
 
 
+def test_a_fusions_provisional_snapshot_is_no_drift_reference_but_a_frozen_one_is(tmp_path):
+    from prodvec.validation.verdict import drift_reference
+
+    store = SnapshotStore(tmp_path / "home")
+    ids = np.array([f"p{i}" for i in range(20)])
+    cuts = [pd.Timestamp("2025-01-29", tz="UTC") + pd.Timedelta(days=28 * k) for k in range(3)]
+    refs = []
+    for k, (cut, provisional) in enumerate(zip(cuts, [True, False, False])):
+        ref = store.write("unified", 1, cut, Embeddings(ids, np.random.default_rng(k).normal(size=(20, 8))),
+                          {"producer": "unified", "fusion": {"frozen": not provisional, "provisional": provisional}})
+        store.update_card(ref, validation={"success": True})
+        refs.append(ref)
+    assert drift_reference(store, refs[1]) is None  # its predecessor only held equal weights until it could choose
+    assert drift_reference(store, refs[2]).id == refs[1].id
+    plain = store.write("text_dae", 1, cuts[0], Embeddings(ids, np.ones((20, 8))), {"producer": "text_dae"})
+    store.update_card(plain, validation={"success": True})
+    later = store.write("text_dae", 1, cuts[1], Embeddings(ids, np.ones((20, 8))), {"producer": "text_dae"})
+    assert drift_reference(store, later).id == plain.id  # no fusion card: the newest passing one, as before
+
+
 def test_gate_thresholds_are_configurable_per_family_version_from_the_command_line(shop_dir, tmp_path):
     home = tmp_path / "home"
     store = SnapshotStore(home)

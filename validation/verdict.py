@@ -68,9 +68,19 @@ def drift_reference(store: SnapshotStore, ref: SnapshotRef) -> SnapshotRef | Non
     so it is no reference either). In a pipeline run the earlier snapshots
     are promoted after the whole family trained, so "served before it" is
     "passed before it", not "promoted now".
+
+    A fusion's provisional snapshot (equal weights until validation sessions
+    exist; card `fusion.provisional`) is no reference: the next snapshot
+    chooses the weights the version then keeps, so its move away from the
+    placeholder measures that choice, not instability between retrains (on
+    the default shop `unified`'s first chosen weights moved it 0.93-1.13x
+    the spread, and every later retrain, measured against the placeholder,
+    was refused).
     """
     earlier = [r for r in store.snapshots(ref.family, ref.version)
                if r.cutoff < ref.cutoff and r.card().get("validation", {}).get("success")]
+    if earlier and (earlier[-1].card().get("fusion") or {}).get("provisional"):
+        return None
     return earlier[-1] if earlier else None
 
 
