@@ -92,9 +92,11 @@ def engagement_rates(events: pd.DataFrame, product_ids: pd.Series, times: pd.Ser
     whose event types the clickstream lacks (no impressions logged) is left out.
     """
     present = set(events[C.EVENT_TYPE].unique())
+    needed = {kind for _, num, den in ENGAGEMENT if {num, den} <= present for kind in (num, den)}
     query = _keyed(product_ids, times)
     counts = {}
-    for kind in {kind for _, num, den in ENGAGEMENT if {num, den} <= present for kind in (num, den)}:
+    # The shop's rate over the whole clickstream only sets the prior's centre (as for the return rates).
+    for kind in needed:
         of_kind = events[events[C.EVENT_TYPE] == kind]
         counts[kind] = sums_before(_keyed(of_kind[C.PRODUCT_ID], of_kind[C.TS]), np.zeros((len(of_kind), 0)),
                                    query)[1].astype(float)
