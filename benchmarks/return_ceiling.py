@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
@@ -31,7 +30,6 @@ def main() -> None:
     args = parser.parse_args()
 
     from prodvec.consumers import returns as R
-    from prodvec.consumers.return_features import return_features
     from prodvec.core import columns as C
     from prodvec.core.shop import load_shop
     from prodvec.core.shop.truth import ORDERS_TRUTH_FILE, truth_dir
@@ -40,10 +38,7 @@ def main() -> None:
     task = R.ReturnTask(eval_cutoff=pd.Timestamp(args.cutoff, tz="UTC"),
                         train_from=pd.Timestamp(args.train_from, tz="UTC"))
     train, test = R.split_orders(shop, task)
-    rows = np.r_[train[R.ORDER_ROW].to_numpy(), test[R.ORDER_ROW].to_numpy()]
-    side = return_features(shop.orders, shop.products, rows, shop.events)
-    x_train = pd.concat([R.baseline_frame(shop, train), side.iloc[:len(train)].set_index(train.index)], axis=1)
-    x_test = pd.concat([R.baseline_frame(shop, test), side.iloc[len(train):].set_index(test.index)], axis=1)
+    x_train, x_test = R.shop_side_design(shop, train, test)
     y_train, y_test = train[C.RETURNED].to_numpy(bool), test[C.RETURNED].to_numpy(bool)
     truth = pd.read_parquet(truth_dir(shop.root) / ORDERS_TRUTH_FILE)
     truth = truth.drop_duplicates([C.ORDER_ID, C.PRODUCT_ID]).set_index([C.ORDER_ID, C.PRODUCT_ID])

@@ -77,6 +77,14 @@ def baseline_frame(shop: Shop, rows: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def shop_side_design(shop: Shop, train: pd.DataFrame, test: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, test) features from the shop's own columns, as known before each order: the no-embedding model's."""
+    side = return_features(shop.orders, shop.products,
+                           np.r_[train[ORDER_ROW].to_numpy(), test[ORDER_ROW].to_numpy()], shop.events)
+    return (pd.concat([baseline_frame(shop, train), side.iloc[:len(train)].set_index(train.index)], axis=1),
+            pd.concat([baseline_frame(shop, test), side.iloc[len(train):].set_index(test.index)], axis=1))
+
+
 def _model(seed: int):
     # Gradient boosting: return propensity is a non-linear function of where a
     # product sits in embedding space (a linear probe loses most of it).
@@ -239,10 +247,7 @@ def evaluate_returns(shop: Shop, fs, views: dict[str, str], task: ReturnTask, ho
     embedded = historical_embeddings(fs, orders.rename(columns={C.ORDERED_AT: C.EVENT_TIMESTAMP}),
                                      list(views.values()))
     refresh_profiles(fs, home if home is not None else home_of(fs), orders, list(views.values()), embedded)
-    shop_side = return_features(orders, shop.products, np.r_[train[ORDER_ROW].to_numpy(), test[ORDER_ROW].to_numpy()],
-                                shop.events)
-    base_train = pd.concat([baseline_frame(shop, train), shop_side.iloc[:len(train)].set_index(train.index)], axis=1)
-    base_test = pd.concat([baseline_frame(shop, test), shop_side.iloc[len(train):].set_index(test.index)], axis=1)
+    base_train, base_test = shop_side_design(shop, train, test)
     y_train, y_test = train[C.RETURNED].to_numpy(bool), test[C.RETURNED].to_numpy(bool)
     at_train, at_test = orders.index.get_indexer(train[ORDER_ROW]), orders.index.get_indexer(test[ORDER_ROW])
     train_fold, test_fold = product_folds(train[C.PRODUCT_ID], test[C.PRODUCT_ID], task.seed)

@@ -73,6 +73,16 @@ def owner(row, parts):  # pragma: no cover - compiled
     return ((((row >> BLOCK_SHIFT) * KNUTH) & 0xFFFFFFFF) * parts) >> 32
 
 
+@njit(cache=True, nogil=True, inline="always")
+def listed(stamp, rows, n, row, mark):  # pragma: no cover - compiled
+    """List `row` in rows[:n] where the batch first meets it (its stamp is not yet `mark`); the new count."""
+    if stamp[row] != mark:
+        stamp[row] = mark
+        rows[n] = row
+        n += 1
+    return n
+
+
 @njit(cache=True, nogil=True)
 def _next64(state):  # pragma: no cover - compiled
     """splitmix64: the next state and a 64-bit random number."""
@@ -139,27 +149,18 @@ def accumulate(part, parts, users, products, bias, u_all, p_all, q_all, w_all, s
         # d/d diff of -w log σ(diff) / count is -w σ(-diff) / count.
         g = np.float32(-w_all[i] / (1.0 + np.exp(diff)) / count)
         if own_a:
-            if stamp_u[a] != mark:
-                stamp_u[a] = mark
-                rows_u[n_u] = a
-                n_u += 1
+            n_u = listed(stamp_u, rows_u, n_u, a, mark)
             gu = users[a, GRAD]
             for k in range(dim):
                 gu[k] += g * (rp[k] - rq[k]) + decay * ru[k]
         if own_b:
-            if stamp_p[b] != mark:
-                stamp_p[b] = mark
-                rows_p[n_p] = b
-                n_p += 1
+            n_p = listed(stamp_p, rows_p, n_p, b, mark)
             gp = products[b, GRAD]
             for k in range(dim):
                 gp[k] += g * ru[k] + decay * rp[k]
             bias[b, GRAD, 0] += g
         if own_c:
-            if stamp_p[c] != mark:
-                stamp_p[c] = mark
-                rows_p[n_p] = c
-                n_p += 1
+            n_p = listed(stamp_p, rows_p, n_p, c, mark)
             gq = products[c, GRAD]
             for k in range(dim):
                 gq[k] += decay * rq[k] - g * ru[k]
