@@ -66,7 +66,7 @@ def user_history(orders: pd.DataFrame, at: pd.DataFrame) -> pd.DataFrame:
 def sums_before(event_keys: pd.DataFrame, values: np.ndarray, query_keys: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per query (user_id, t): the sum of `values` rows of the same user with time strictly before t, and their count.
 
-    `event_keys` and `query_keys` have columns user_id and t (tz-aware). One
+    `event_keys` and `query_keys` have columns user_id and t (tz-aware, or naive in UTC). One
     sort and one binary search, whatever the number of users: a user's events
     occupy one contiguous run of the sorted key, so a prefix sum difference
     gives each query its total.

@@ -70,7 +70,10 @@ def size_ranks(sizes: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 def _keyed(keys: pd.Series, times: pd.Series) -> pd.DataFrame:
     """The (key, t) frame `sums_before` reads, with any key standing in for the user column."""
-    return pd.DataFrame({C.USER_ID: keys.astype(str).to_numpy(), "t": pd.to_datetime(times, utc=True).to_numpy()})
+    # Naive UTC datetime64: a tz-aware column's plain to_numpy() is an object array of Timestamps, built one by
+    # one and parsed again by sums_before (0.9 s + 0.2 s per 400k times, ~5 s of the return model's step).
+    return pd.DataFrame({C.USER_ID: keys.astype(str).to_numpy(),
+                         "t": pd.to_datetime(times, utc=True).to_numpy(dtype="datetime64[ns]")})
 
 
 def _rate_before(keys: pd.Series, orders: pd.DataFrame, query_keys: pd.Series, query_times: pd.Series,

@@ -155,9 +155,12 @@ def run_pipeline(shop: Shop, home: Path, *, families=BACKBONE_FAMILIES, schedule
         stage = time.perf_counter()
         task = ReturnTask(eval_cutoff=schedule.eval_cutoff(shop), train_from=cutoffs[0] if cutoffs else None)
         try:
-            # Many small model fits: one BLAS thread each, as in the report (threads fighting
-            # over two cores made this step 3x slower: 271 s against 91 s on the demo-full shop).
-            with threadpool_limits(1, user_api="blas"):
+            # Many small model fits: one thread each, as in the report (BLAS threads fighting over two
+            # cores made this step 3x slower: 271 s against 91 s on the demo-full shop). OpenMP too: the
+            # boosted trees open a short parallel region per node, and under the CLI's passive OpenMP
+            # waits each one wakes a sleeping thread (the step took 68.7 s with two such threads against
+            # 56.3 s with one, in a fresh process on the demo-full home).
+            with threadpool_limits(1):
                 result.returns = evaluate_returns(shop, fs, latest_views(store), task)
             result.returns_task = task
         except InsufficientData as reason:

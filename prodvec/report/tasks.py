@@ -105,8 +105,9 @@ def run_tasks(ctx: EvalContext, names: tuple[str, ...] | None = None, log=print)
         started = time.perf_counter()
         try:
             # The tasks fit many small models: one BLAS thread each is 3-4x faster than
-            # threads fighting over two cores (measured on the 2-core machine).
-            with threadpool_limits(1, user_api="blas"):
+            # threads fighting over two cores (measured on the 2-core machine); one OpenMP
+            # thread, as in the pipeline's return step (see there).
+            with threadpool_limits(1):
                 result = task.run(ctx)
         except ValueError as error:  # the data cannot support the task (e.g. no held-out orders)
             log(f"report: {task.name} skipped: {error}")
