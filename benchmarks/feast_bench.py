@@ -199,7 +199,7 @@ def historical(home: str, n_products: int, rows: int, mode: str) -> dict:
             "SELECT e.*, f.embedding FROM entity_rows e ASOF LEFT JOIN (SELECT product_id, embedding, "
             "event_timestamp FROM read_parquet(?)) f "
             "ON e.product_id = f.product_id AND e.event_timestamp >= f.event_timestamp",
-            [str(path)]).fetch_arrow_table()
+            [str(path)]).to_arrow_table()
     else:
         from prodvec.core import feast_ops
 

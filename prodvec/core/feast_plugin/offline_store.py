@@ -76,7 +76,7 @@ class AsofRetrievalJob(RetrievalJob):
         con.execute("SET asof_loop_join_threshold = 0")
         try:
             con.register("entity_rows", self.entity)
-            return con.execute(self.query).fetch_arrow_table()
+            return con.execute(self.query).to_arrow_table()
         finally:
             con.close()
 
