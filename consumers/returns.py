@@ -204,7 +204,7 @@ def content_scores(x_train: np.ndarray, residual: np.ndarray, x_test: np.ndarray
 
 
 def _sums(x: np.ndarray, y: np.ndarray) -> tuple:
-    """(rows, Σx, Σxxᵀ, Σy, Σx·y): what a ridge fit on standardised x needs of these rows."""
+    """(rows, Σx, Σxxᵀ, Σy, Σx·y): what a centred ridge fit needs of these rows."""
     return len(x), x.sum(0), x.T @ x, y.sum(), x.T @ y
 
 

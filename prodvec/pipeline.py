@@ -159,7 +159,8 @@ def run_pipeline(shop: Shop, home: Path, *, families=BACKBONE_FAMILIES, schedule
             # cores made this step 3x slower: 271 s against 91 s on the demo-full shop). OpenMP too: the
             # boosted trees open a short parallel region per node, and under the CLI's passive OpenMP
             # waits each one wakes a sleeping thread (the step took 68.7 s with two such threads against
-            # 56.3 s with one, in a fresh process on the demo-full home).
+            # 56.3 s with one, in a fresh process on the demo-full home; in `make demo-full` 86-99 s
+            # before, 45-50 s after, with the content score's one pass over the rows).
             with threadpool_limits(1):
                 result.returns = evaluate_returns(shop, fs, latest_views(store), task)
             result.returns_task = task
