@@ -46,18 +46,41 @@ class BPRConfig(ProducerConfig):
 
 
 def interaction_pairs(shop: Shop, min_interactions: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(user index, product index, weight) of positive pairs, and the product ids."""
+    """(user index, product index, weight) of positive pairs, and the product ids: one pair per user and
+    product, in the order the events first meet it, weighted by its strongest event; users and products
+    indexed in sorted id order.
+
+    The ids are hashed once each (a factorisation) and the rest is integer work: the same pairs as a pandas
+    groupby on the two id columns, which hashed them again (and the event kinds twice) and took 0.10 s of the
+    default shop's 0.41 s training (165k positive events).
+    """
     events = shop.events
-    positive = events[events[C.EVENT_TYPE].isin(list(EVENT_WEIGHTS))]
-    weights = positive[C.EVENT_TYPE].map(EVENT_WEIGHTS).to_numpy()
-    pairs = pd.DataFrame({"u": positive[C.USER_ID].to_numpy(), "p": positive[C.PRODUCT_ID].to_numpy(), "w": weights})
-    pairs = pairs.groupby(["u", "p"], sort=False, observed=True)["w"].max().reset_index()
-    counts = pairs["p"].value_counts()
-    keep = counts.index[counts >= min_interactions]
-    pairs = pairs[pairs["p"].isin(keep)]
-    user_codes, _ = pd.factorize(pairs["u"], sort=True)
-    product_codes, product_ids = pd.factorize(pairs["p"], sort=True)
-    return user_codes, product_codes, pairs["w"].to_numpy(np.float32), np.asarray(product_ids, dtype=str)
+    kinds, names = pd.factorize(events[C.EVENT_TYPE].to_numpy())
+    weight_of = np.array([EVENT_WEIGHTS.get(name, 0) for name in names] + [0], np.int64)  # [-1]: a missing kind
+    weights = weight_of[kinds]
+    positive = weights > 0
+    users, user_ids = pd.factorize(events[C.USER_ID].to_numpy()[positive], sort=True)
+    products, product_ids = pd.factorize(events[C.PRODUCT_ID].to_numpy()[positive], sort=True)
+    known = (users >= 0) & (products >= 0)  # a missing id (code -1) makes no pair, as in a groupby
+    users, products, weights = users[known], products[known], weights[positive][known]
+    n_products = max(len(product_ids), 1)
+    pair, keys = pd.factorize(users.astype(np.int64) * n_products + products)
+    strongest = np.zeros(len(keys), np.int64)
+    np.maximum.at(strongest, pair, weights)
+    users, products = keys // n_products, keys % n_products
+    keep = np.bincount(products, minlength=len(product_ids))[products] >= min_interactions
+    users, products, kept = _renumbered(users[keep], len(user_ids)), *_renumbered(products[keep], len(product_ids),
+                                                                                   kept=True)
+    return users, products, strongest[keep].astype(np.float32), np.asarray(product_ids[kept], dtype=str)
+
+
+def _renumbered(codes: np.ndarray, n: int, kept: bool = False):
+    """Codes in [0, n) renumbered 0, 1, ... over the values present, in order (what a factorisation of the kept
+    pairs' sorted ids gives); with kept, also the old codes kept. A table of n entries, not a sort."""
+    present = np.zeros(n, bool)
+    present[codes] = True
+    renumbered = (np.cumsum(present) - 1)[codes]
+    return (renumbered, np.flatnonzero(present)) if kept else renumbered
 
 
 def warm_start(previous, product_ids, users, products, init_p, init_u):
@@ -133,6 +156,12 @@ class Trainer:
         # Each part lists the rows it owns that a batch touched: at most every user and two products a triple.
         self.rows_u, self.rows_p = np.empty((parts, batch_size), np.int64), np.empty((parts, 2 * batch_size), np.int64)
         self.touched = np.zeros((parts, 2), np.int64)
+        # A batch's slopes, and each piece's triples dealt to each part (bpr_kernel.slopes); a piece is at most
+        # ceil(batch / parts) triples, each dealt as one user term and two product terms.
+        piece = -(-batch_size // parts)
+        self.slopes = np.empty(batch_size, np.float32)
+        self.deal = (np.empty((parts, parts, piece), np.int32), np.empty((parts, parts, 2 * piece), np.int32),
+                     np.zeros((parts, parts, 2), np.int64))
         self.batch_size, self.lr, self.l2, self.betas, self.eps = batch_size, lr, l2, betas, eps
         self.step = 0
 
@@ -157,12 +186,9 @@ class Trainer:
         triples = (users.astype(np.int64, copy=False), products.astype(np.int64, copy=False),
                    negatives.astype(np.int64, copy=False), weights.astype(np.float32, copy=False))
         settings = (self.batch_size, self.lr, self.l2, self.betas[0], self.betas[1], self.eps, self.step)
-        if len(self.rows_u) == 1:
-            self.step = train_epoch_one_thread(self.users, self.products, self.bias, *self.stamps, self.rows_u[0],
-                                               self.rows_p[0], *triples, *settings)
-        else:
-            self.step = train_epoch(self.users, self.products, self.bias, *self.stamps, self.rows_u, self.rows_p,
-                                    self.touched, *triples, *settings)
+        train = train_epoch_one_thread if len(self.rows_u) == 1 else train_epoch
+        self.step = train(self.users, self.products, self.bias, *self.stamps, self.rows_u, self.rows_p, self.touched,
+                          self.slopes, *self.deal, *triples, *settings)
 
 
 def load_kernel() -> None:

@@ -4,30 +4,36 @@ Written with torch ops a step was ~25 passes over batch-sized arrays (three
 row gathers, three `index_add_` scatters at ~40 ns a row, the element-wise
 products between them) plus a dense Adam over every user and product row:
 2.4 ms per batch of 8,192 × 64 on one core, and the dense part grows with the
-catalogue, so a 10× larger shop cost 21× more. Here a batch reads the three
-rows of a triple once and adds its contribution straight into the gradient
-rows, the way `implicit` fuses its SGD step, and Adam then updates only the
-rows the batch touched (torch's `SparseAdam` rule: a row's moments move when
+catalogue, so a 10× larger shop cost 21× more. Here compiled loops read a
+triple's rows and add its contribution straight into the gradient rows, the
+way `implicit` fuses its SGD step, and Adam then updates only the rows the
+batch touched (torch's `SparseAdam` rule: a row's moments move when
 it has a gradient, bias correction by the global step). A step costs the
 batch, not the tables.
 
 On several threads every row (of users, products and biases) has one owner
-thread (`owner`). A batch runs in two parallel phases:
+thread (`owner`). A batch runs in three parallel phases:
 
-1. each thread walks the whole batch in order and, for the triples that reach
-   a row it owns, computes the triple's gradient and adds the terms that land
-   in its own rows. No two threads write one row, and a row receives its
-   terms in the batch's order, as on one thread, so the float sums and the
-   trained vectors are the same bit for bit whatever the number of threads.
-   (A Hogwild split, as `implicit` runs, would make the result depend on
-   thread timing; the family pool and the tests compare runs.) The price: a
-   triple whose rows two threads own is read, and its dot product computed,
-   by both;
-2. Adam on each owner's touched rows (rows are independent).
+1. `slopes`: the batch cut into contiguous pieces, one a thread: each
+   triple's dot product and slope (the loss's derivative in the score
+   difference), computed once, and the triple dealt to the owners of its
+   three rows (the parameters are only read);
+2. `accumulate`: each owner walks what the pieces dealt it, in the batch's
+   order, and adds the terms that land in its own rows. No two threads write
+   one row, and a row receives its terms in the batch's order, as on one
+   thread, so the float sums and the trained vectors are the same bit for bit
+   whatever the number of threads. (A Hogwild split, as `implicit` runs, would
+   make the result depend on thread timing; the family pool and the tests
+   compare runs.);
+3. Adam on each owner's touched rows (rows are independent).
 
-Phase 2 starts when every thread has finished phase 1 (phase 1 reads
-parameters that phase 2 moves): two synchronisations a batch, cheap on free
-cores, costly where a thread waits for the scheduler.
+Each phase starts when every thread has finished the one before (phase 2
+reads parameters of rows other threads own, phase 3 moves them): three
+synchronisations a batch. An earlier kernel fused phases 1 and 2: each owner
+walked the whole batch and computed the dot product of every triple that
+reached one of its rows, 7 triples in 8 on two threads, so two threads did
+1.75 times one thread's work, and on the default shop two threads were
+slower than one (0.520 s against 0.414 s).
 
 Compiled on first use and cached beside this file (`cache=True`): a fresh
 installation compiles once (~10-20 s), later processes load the cache
@@ -123,48 +129,92 @@ def shuffle_epoch(seed, users, products, weights, n_products, order, out_u, out_
 
 
 @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
-def accumulate(part, parts, users, products, bias, u_all, p_all, q_all, w_all, start, count, l2, stamp_u, stamp_p,
-               mark, rows_u, rows_p):  # pragma: no cover - compiled
-    """Add to the zero gradients of the rows `part` owns their terms of the gradient of the batch loss
-    -mean(w · log σ(x_up - x_uq)) + l2 · Σ_batch (‖γ_u‖² + ‖γ_p‖² + ‖γ_q‖²) / batch,
-    x_up - x_uq = γ_u·(γ_p - γ_q) + β_p - β_q, over the batch's triples
-    (u_all[i], p_all[i], q_all[i]), start <= i < start + count, and list the distinct rows it touched.
+def slopes(piece, parts, users, products, bias, u_all, p_all, q_all, w_all, start, count, lo, hi, g, deal_u, deal_p,
+           dealt):  # pragma: no cover - compiled
+    """Phase 1 on the triples lo <= i < hi of a batch of `count` from `start` (one `piece` of it): each triple's
+    slope g[i - start], the derivative of its loss -w log σ(x_up - x_uq) / count in x_up - x_uq
+    = γ_u·(γ_p - γ_q) + β_p - β_q, which is -w σ(-(x_up - x_uq)) / count; and the triple dealt to the
+    owners of its rows, in order: deal_u[piece, o] lists (as i - start) the triples whose user part `o` owns,
+    deal_p[piece, o] the product terms it owns, 2 (i - start) for the positive and 2 (i - start) + 1 for the
+    negative; dealt[piece, o] counts both.
 
-    A row is listed where the batch first meets it (`stamp_* != mark`): no
-    sort. Returns (number of user rows, number of product rows).
+    Read-only on the parameters, and each piece writes its own slots: threads split a batch into pieces. The
+    owner of a row then walks the pieces in order (`accumulate`), so it meets the row's terms in the batch's
+    order whatever the number of pieces. One thread runs the same function on the whole batch, so the dot
+    products' vectorised sums are the same code on any number of threads.
+    """
+    dim = products.shape[2]
+    n_u = np.zeros(parts, np.int64)  # a local count per owner: no shared cache line is written per triple
+    n_p = np.zeros(parts, np.int64)
+    to_u, to_p = deal_u[piece], deal_p[piece]
+    for i in range(lo, hi):
+        a, b, c = u_all[i], p_all[i], q_all[i]
+        ru, rp, rq = users[a, PARAM], products[b, PARAM], products[c, PARAM]
+        diff = bias[b, PARAM, 0] - bias[c, PARAM, 0]
+        for k in range(dim):
+            diff += ru[k] * (rp[k] - rq[k])
+        g[i - start] = np.float32(-w_all[i] / (1.0 + np.exp(diff)) / count)
+        # Dealt by index arithmetic, without a branch on the owner.
+        j = i - start
+        o = owner(a, parts)
+        to_u[o, n_u[o]] = j
+        n_u[o] += 1
+        o = owner(b, parts)
+        to_p[o, n_p[o]] = 2 * j
+        n_p[o] += 1
+        o = owner(c, parts)
+        to_p[o, n_p[o]] = 2 * j + 1
+        n_p[o] += 1
+    for o in range(parts):
+        dealt[piece, o, 0], dealt[piece, o, 1] = n_u[o], n_p[o]
+
+
+@njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
+def accumulate(part, parts, users, products, bias, u_all, p_all, q_all, g, start, count, l2, deal_u, deal_p, dealt,
+               stamp_u, stamp_p, mark, rows_u, rows_p):  # pragma: no cover - compiled
+    """Phase 2: add to the zero gradients of the rows `part` owns their terms of the gradient of the batch loss
+    -mean(w · log σ(x_up - x_uq)) + l2 · Σ_batch (‖γ_u‖² + ‖γ_p‖² + ‖γ_q‖²) / batch,
+    from the triples `slopes` dealt it (its slopes g, pieces walked in order), and list the distinct rows it
+    touched. Returns (number of user rows, number of product rows).
+
+    A row is listed where the batch first meets it (`stamp_* != mark`): no sort. The listing is a loop of its
+    own: its branch, taken at random, cost the row arithmetic its loads in flight when it sat in the same loop
+    (one thread: 0.44 s against 0.34 s for the two loops, the default shop's 25 epochs).
     """
     dim = products.shape[2]
     decay = np.float32(2.0 * l2 / count)
     n_u = 0
     n_p = 0
-    for i in range(start, start + count):
-        a, b, c = u_all[i], p_all[i], q_all[i]
-        own_a, own_b, own_c = owner(a, parts) == part, owner(b, parts) == part, owner(c, parts) == part
-        if not (own_a or own_b or own_c):
-            continue
-        ru, rp, rq = users[a, PARAM], products[b, PARAM], products[c, PARAM]
-        diff = bias[b, PARAM, 0] - bias[c, PARAM, 0]
-        for k in range(dim):
-            diff += ru[k] * (rp[k] - rq[k])
-        # d/d diff of -w log σ(diff) / count is -w σ(-diff) / count.
-        g = np.float32(-w_all[i] / (1.0 + np.exp(diff)) / count)
-        if own_a:
-            n_u = listed(stamp_u, rows_u, n_u, a, mark)
-            gu = users[a, GRAD]
+    for piece in range(parts):
+        mine_u, mine_p = deal_u[piece, part], deal_p[piece, part]
+        for j in range(dealt[piece, part, 0]):
+            n_u = listed(stamp_u, rows_u, n_u, u_all[start + mine_u[j]], mark)
+        for j in range(dealt[piece, part, 1]):
+            e = mine_p[j]
+            i = start + (e >> 1)
+            n_p = listed(stamp_p, rows_p, n_p, q_all[i] if e & 1 else p_all[i], mark)
+    # Users' and products' rows are apart, so their loops may run one after the other.
+    for piece in range(parts):
+        mine_u = deal_u[piece, part]
+        for j in range(dealt[piece, part, 0]):
+            i = start + mine_u[j]
+            gi = g[i - start]
+            ru, rp, rq, gu = users[u_all[i], PARAM], products[p_all[i], PARAM], products[q_all[i], PARAM], \
+                users[u_all[i], GRAD]
             for k in range(dim):
-                gu[k] += g * (rp[k] - rq[k]) + decay * ru[k]
-        if own_b:
-            n_p = listed(stamp_p, rows_p, n_p, b, mark)
-            gp = products[b, GRAD]
+                gu[k] += gi * (rp[k] - rq[k]) + decay * ru[k]
+    for piece in range(parts):
+        mine_p = deal_p[piece, part]
+        for j in range(dealt[piece, part, 1]):
+            e = mine_p[j]
+            i = start + (e >> 1)
+            # The negative's terms are the positive's with the slope's sign flipped (exact in floats).
+            row = q_all[i] if e & 1 else p_all[i]
+            gi = -g[i - start] if e & 1 else g[i - start]
+            ru, rp, gp = users[u_all[i], PARAM], products[row, PARAM], products[row, GRAD]
             for k in range(dim):
-                gp[k] += g * ru[k] + decay * rp[k]
-            bias[b, GRAD, 0] += g
-        if own_c:
-            n_p = listed(stamp_p, rows_p, n_p, c, mark)
-            gq = products[c, GRAD]
-            for k in range(dim):
-                gq[k] += decay * rq[k] - g * ru[k]
-            bias[c, GRAD, 0] -= g
+                gp[k] += gi * ru[k] + decay * rp[k]
+            bias[row, GRAD, 0] += gi
     return n_u, n_p
 
 
@@ -188,40 +238,49 @@ def adam_rows(table, rows, count, lr, beta1, beta2, eps, step):  # pragma: no co
 
 
 @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
-def train_epoch_one_thread(users, products, bias, stamp_u, stamp_p, rows_u, rows_p, u_all, p_all, q_all, w_all,
-                           batch_size, lr, l2, beta1, beta2, eps, step):  # pragma: no cover - compiled
-    """`train_epoch` with one owner, without numba's thread pool: a family-pool worker with one core's share
-    pays no parallel launch per batch. Same arithmetic, so the same result as `train_epoch`."""
+def train_epoch_one_thread(users, products, bias, stamp_u, stamp_p, rows_u, rows_p, touched, g, deal_u, deal_p,
+                           dealt, u_all, p_all, q_all, w_all, batch_size, lr, l2, beta1, beta2, eps,
+                           step):  # pragma: no cover - compiled
+    """`train_epoch` with one part, without numba's thread pool: a family-pool worker with one core's share
+    pays no parallel launch per batch. The same compiled phases, so the same result as `train_epoch`."""
     n = u_all.shape[0]
     for start in range(0, n, batch_size):
         count = min(n, start + batch_size) - start
         step += 1
-        n_u, n_p = accumulate(0, 1, users, products, bias, u_all, p_all, q_all, w_all, start, count, l2, stamp_u,
-                              stamp_p, step, rows_u, rows_p)
-        adam_rows(users, rows_u, n_u, lr, beta1, beta2, eps, step)
-        adam_rows(products, rows_p, n_p, lr, beta1, beta2, eps, step)
-        adam_rows(bias, rows_p, n_p, lr, beta1, beta2, eps, step)
+        slopes(0, 1, users, products, bias, u_all, p_all, q_all, w_all, start, count, start, start + count, g,
+               deal_u, deal_p, dealt)
+        n_u, n_p = accumulate(0, 1, users, products, bias, u_all, p_all, q_all, g, start, count, l2, deal_u,
+                              deal_p, dealt, stamp_u, stamp_p, step, rows_u[0], rows_p[0])
+        adam_rows(users, rows_u[0], n_u, lr, beta1, beta2, eps, step)
+        adam_rows(products, rows_p[0], n_p, lr, beta1, beta2, eps, step)
+        adam_rows(bias, rows_p[0], n_p, lr, beta1, beta2, eps, step)
     return step
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=FAST, error_model="numpy")
-def train_epoch(users, products, bias, stamp_u, stamp_p, rows_u, rows_p, touched, u_all, p_all, q_all, w_all,
-                batch_size, lr, l2, beta1, beta2, eps, step):  # pragma: no cover - compiled
-    """One pass over the triples (u_all[i], p_all[i], q_all[i]) in batches; returns the
+def train_epoch(users, products, bias, stamp_u, stamp_p, rows_u, rows_p, touched, g, deal_u, deal_p, dealt, u_all,
+                p_all, q_all, w_all, batch_size, lr, l2, beta1, beta2, eps, step):  # pragma: no cover - compiled
+    """One pass over the triples (u_all[i], p_all[i], q_all[i]) weighted by w_all[i] in batches; returns the
     global Adam step reached (it counts every batch of every epoch: Adam's bias correction).
 
-    users, products: (rows, 4, dim); bias: (products, 4, 1). The number of owners (`parts`) is rows_u's
-    first dimension; touched: (parts, 2), the rows each owner listed.
+    users, products: (rows, 4, dim); bias: (products, 4, 1). The number of parts (threads' shares) is
+    rows_u's first dimension; per part, rows_u and rows_p list the rows it owns that a batch touched, touched
+    counts them. g: a batch's slopes; deal_u, deal_p, dealt: `slopes`' dealing, (parts, parts, ...).
     """
     parts = rows_u.shape[0]
     n = u_all.shape[0]
     for start in range(0, n, batch_size):
         count = min(n, start + batch_size) - start
         step += 1
+        chunk = (count + parts - 1) // parts
+        for piece in prange(parts):
+            slopes(piece, parts, users, products, bias, u_all, p_all, q_all, w_all, start, count,
+                   start + min(count, piece * chunk), start + min(count, (piece + 1) * chunk), g, deal_u, deal_p,
+                   dealt)
         for part in prange(parts):
             touched[part, 0], touched[part, 1] = accumulate(
-                part, parts, users, products, bias, u_all, p_all, q_all, w_all, start, count, l2, stamp_u,
-                stamp_p, step, rows_u[part], rows_p[part])
+                part, parts, users, products, bias, u_all, p_all, q_all, g, start, count, l2, deal_u, deal_p,
+                dealt, stamp_u, stamp_p, step, rows_u[part], rows_p[part])
         for part in prange(parts):
             adam_rows(users, rows_u[part], touched[part, 0], lr, beta1, beta2, eps, step)
             adam_rows(products, rows_p[part], touched[part, 1], lr, beta1, beta2, eps, step)
