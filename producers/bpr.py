@@ -162,6 +162,8 @@ class Trainer:
         self.slopes = np.empty(batch_size, np.float32)
         self.deal = (np.empty((parts, parts, piece), np.int32), np.empty((parts, parts, 2 * piece), np.int32),
                      np.zeros((parts, parts, 2), np.int64))
+        # The threaded kernel's barrier counter, alone on its cache lines.
+        self.arrived = np.zeros(16, np.int64)
         self.batch_size, self.lr, self.l2, self.betas, self.eps = batch_size, lr, l2, betas, eps
         self.step = 0
 
@@ -178,7 +180,7 @@ class Trainer:
     def epoch(self, users: np.ndarray, products: np.ndarray, negatives: np.ndarray, weights: np.ndarray) -> None:
         """One pass over the triples (users[i], products[i], negatives[i]) weighted by weights[i], in batches
         of `batch_size`."""
-        from prodvec.producers.bpr_kernel import train_epoch, train_epoch_one_thread
+        from prodvec.producers.bpr_kernel import train_epoch, train_epoch_one_thread, workers
 
         if not len(users) == len(products) == len(negatives) == len(weights):
             raise ValueError(f"triples of unequal lengths: {len(users)} users, {len(products)} products, "
@@ -186,9 +188,13 @@ class Trainer:
         triples = (users.astype(np.int64, copy=False), products.astype(np.int64, copy=False),
                    negatives.astype(np.int64, copy=False), weights.astype(np.float32, copy=False))
         settings = (self.batch_size, self.lr, self.l2, self.betas[0], self.betas[1], self.eps, self.step)
-        train = train_epoch_one_thread if len(self.rows_u) == 1 else train_epoch
-        self.step = train(self.users, self.products, self.bias, *self.stamps, self.rows_u, self.rows_p, self.touched,
-                          self.slopes, *self.deal, *triples, *settings)
+        state = (self.users, self.products, self.bias, *self.stamps, self.rows_u, self.rows_p, self.touched,
+                 self.slopes, *self.deal, *triples, *settings)
+        if len(self.rows_u) == 1:
+            self.step = train_epoch_one_thread(*state)
+        else:
+            self.arrived[0] = 0
+            self.step = train_epoch(*state, workers(len(self.rows_u)), self.arrived)
 
 
 def load_kernel() -> None:

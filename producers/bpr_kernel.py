@@ -45,7 +45,9 @@ without fastmath's "nsz" (`FAST`).
 from __future__ import annotations
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import get_num_threads, njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 # Reassociation lets LLVM vectorise the 64-wide dot products; NaN/Inf semantics are kept (exp may overflow).
 # No "nsz": with it (and "reassoc") the loop compiled fresh in a process and the same loop loaded from numba's
@@ -72,6 +74,83 @@ def threads() -> int:
     """The threads a training uses: numba's current count, which follows NUMBA_NUM_THREADS (the family pool
     sets it per worker) and `numba.set_num_threads`."""
     return get_num_threads()
+
+
+@njit(cache=True, parallel=True)
+def _start_threads(out):  # pragma: no cover - compiled
+    for i in prange(out.shape[0]):
+        out[i] = i
+
+
+def workers(parts: int) -> int:
+    """How many threads run `train_epoch`'s `parts`: at most numba's count, and one (all parts in turn, the
+    same result) on TBB, whose scheduler may run two iterations of a parallel loop on one thread, which would
+    leave the first to reach a `barrier` waiting for the other forever. numba's OpenMP and workqueue layers
+    give each iteration its own thread."""
+    import numba
+
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel loop has run yet: the layer is chosen at the first
+        _start_threads(np.zeros(2, np.int64))
+        layer = numba.threading_layer()
+    return 1 if layer == "tbb" else max(1, min(parts, get_num_threads()))
+
+
+def _element(context, builder, array_type, array, index, index_type):
+    """A pointer to array[index] (one dimension) in generated code."""
+    view = context.make_array(array_type)(context, builder, array)
+    at = context.cast(builder, index, index_type, types.intp)
+    return cgutils.get_item_pointer(context, builder, array_type, view, [at])
+
+
+@intrinsic
+def _arrive(typingctx, counters, index):
+    """counters[index] += 1 as one atomic instruction (numba has no atomics on the CPU)."""
+    def codegen(context, builder, signature, args):
+        at = _element(context, builder, signature.args[0], args[0], args[1], signature.args[1])
+        return builder.atomic_rmw("add", at, context.get_constant(types.int64, 1), "seq_cst")
+
+    return types.int64(counters, index), codegen
+
+
+@intrinsic
+def _arrived(typingctx, counters, index):
+    """counters[index], read with acquire order: what the threads wrote before they arrived is visible."""
+    def codegen(context, builder, signature, args):
+        at = _element(context, builder, signature.args[0], args[0], args[1], signature.args[1])
+        return builder.load_atomic(at, "acquire", 8)
+
+    return types.int64(counters, index), codegen
+
+
+_sched_yield = types.ExternalFunction("sched_yield", types.int32())
+_usleep = types.ExternalFunction("usleep", types.int32(types.uint32))
+
+# A waiting thread reads the counter SPINS times, then yields its core, and after YIELDS yields sleeps between
+# reads: a phase's threads usually end within microseconds of each other, and a thread the scheduler took
+# away (on a busy machine) is waited for without holding a core it may need.
+SPINS, YIELDS, NAP_US = 1000, 200, 50
+
+
+@njit(cache=True, nogil=True)
+def barrier(arrived, target):  # pragma: no cover - compiled
+    """Arrive, then wait until the count of arrivals (arrived[0], never reset within an epoch) reaches target.
+
+    numba starts and joins its threads for every `prange` loop; with OMP_WAIT_POLICY=PASSIVE (the pipeline's
+    setting, so that idle threads leave shared cores to other work) a join and a start put a thread to sleep
+    and wake it, ~65 µs per loop measured inside this kernel on this 2-core VM under load, and a batch has
+    three phases: 250 batches cost ~50 ms of a ~0.3 s training. One parallel loop an epoch with this
+    barrier between phases costs well under a microsecond per phase when both threads run.
+    """
+    _arrive(arrived, 0)
+    spins = 0
+    while _arrived(arrived, 0) < target:
+        spins += 1
+        if spins >= SPINS * (YIELDS + 1):
+            _usleep(NAP_US)
+        elif spins % SPINS == 0:
+            _sched_yield()
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -259,30 +338,46 @@ def train_epoch_one_thread(users, products, bias, stamp_u, stamp_p, rows_u, rows
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=FAST, error_model="numpy")
 def train_epoch(users, products, bias, stamp_u, stamp_p, rows_u, rows_p, touched, g, deal_u, deal_p, dealt, u_all,
-                p_all, q_all, w_all, batch_size, lr, l2, beta1, beta2, eps, step):  # pragma: no cover - compiled
+                p_all, q_all, w_all, batch_size, lr, l2, beta1, beta2, eps, step, workers,
+                arrived):  # pragma: no cover - compiled
     """One pass over the triples (u_all[i], p_all[i], q_all[i]) weighted by w_all[i] in batches; returns the
     global Adam step reached (it counts every batch of every epoch: Adam's bias correction).
 
-    users, products: (rows, 4, dim); bias: (products, 4, 1). The number of parts (threads' shares) is
+    users, products: (rows, 4, dim); bias: (products, 4, 1). The number of parts (shares of the rows) is
     rows_u's first dimension; per part, rows_u and rows_p list the rows it owns that a batch touched, touched
     counts them. g: a batch's slopes; deal_u, deal_p, dealt: `slopes`' dealing, (parts, parts, ...).
+
+    One parallel loop over `workers` threads for the whole epoch, the phases of each batch separated by
+    `barrier` (arrived: its zeroed counter). Worker w runs parts w, w + workers, ...: the parts set the
+    result, the workers only who computes it. Every worker must run at once, or the first to arrive waits
+    forever: workers <= numba's threads, on a threading layer that gives each iteration of the loop its own
+    thread (`Trainer` checks).
     """
     parts = rows_u.shape[0]
     n = u_all.shape[0]
-    for start in range(0, n, batch_size):
-        count = min(n, start + batch_size) - start
-        step += 1
-        chunk = (count + parts - 1) // parts
-        for piece in prange(parts):
-            slopes(piece, parts, users, products, bias, u_all, p_all, q_all, w_all, start, count,
-                   start + min(count, piece * chunk), start + min(count, (piece + 1) * chunk), g, deal_u, deal_p,
-                   dealt)
-        for part in prange(parts):
-            touched[part, 0], touched[part, 1] = accumulate(
-                part, parts, users, products, bias, u_all, p_all, q_all, g, start, count, l2, deal_u, deal_p,
-                dealt, stamp_u, stamp_p, step, rows_u[part], rows_p[part])
-        for part in prange(parts):
-            adam_rows(users, rows_u[part], touched[part, 0], lr, beta1, beta2, eps, step)
-            adam_rows(products, rows_p[part], touched[part, 1], lr, beta1, beta2, eps, step)
-            adam_rows(bias, rows_p[part], touched[part, 1], lr, beta1, beta2, eps, step)
-    return step
+    for worker in prange(workers):
+        passed = 0
+        at = step
+        for start in range(0, n, batch_size):
+            count = min(n, start + batch_size) - start
+            at += 1
+            chunk = (count + parts - 1) // parts
+            for piece in range(worker, parts, workers):
+                slopes(piece, parts, users, products, bias, u_all, p_all, q_all, w_all, start, count,
+                       start + min(count, piece * chunk), start + min(count, (piece + 1) * chunk), g, deal_u, deal_p,
+                       dealt)
+            passed += workers
+            barrier(arrived, passed)
+            for part in range(worker, parts, workers):
+                touched[part, 0], touched[part, 1] = accumulate(
+                    part, parts, users, products, bias, u_all, p_all, q_all, g, start, count, l2, deal_u, deal_p,
+                    dealt, stamp_u, stamp_p, at, rows_u[part], rows_p[part])
+            passed += workers
+            barrier(arrived, passed)
+            for part in range(worker, parts, workers):
+                adam_rows(users, rows_u[part], touched[part, 0], lr, beta1, beta2, eps, at)
+                adam_rows(products, rows_p[part], touched[part, 1], lr, beta1, beta2, eps, at)
+                adam_rows(bias, rows_p[part], touched[part, 1], lr, beta1, beta2, eps, at)
+            passed += workers
+            barrier(arrived, passed)
+    return step + (n + batch_size - 1) // batch_size
