@@ -5,7 +5,7 @@ the triples' slopes, split into ranges; the gradient pass per owner thread;
 Adam per owner; each phase ends when its slowest part ends. Here the parts run
 one after another on one core, each timed on its own CPU clock, on batches
 like the producer's (25 epochs of the shop's pairs): the sum over batches of
-each phase's slowest part, against one part on the same batches.
+each phase's slowest part, against the one-thread loop on the same batches.
 Their ratio is what the kernel's wall on PARTS idle cores should be, relative
 to one thread, before the threads' wake-ups: it can be measured on a busy
 machine, where a two-thread wall cannot.
@@ -24,7 +24,8 @@ import numpy as np
 
 def critical_path(users, products, weights, n_products, parts: int, batch: int = 8192, epochs: int = 25,
                   dim: int = 64, lr: float = 0.01, l2: float = 1e-5) -> tuple[float, float, float]:
-    """(slope seconds, gradient seconds, Adam seconds) summed over batches, each batch's slowest part."""
+    """(slope seconds, gradient seconds, Adam seconds) summed over batches, each batch's slowest part; one part
+    is the one-thread loop (`one_batch`, its time under gradient)."""
     from prodvec.producers import bpr_kernel as K
     from prodvec.producers.bpr import Trainer
 
@@ -40,13 +41,19 @@ def critical_path(users, products, weights, n_products, parts: int, batch: int =
             count, step = min(n, start + batch) - start, step + 1
             chunk = -(-count // parts)
             spans = np.zeros((3, parts))
-            for part in range(parts):  # the kernel's three phases, each part timed on its own
+            if parts == 1:  # the one-thread loop: slopes and gradient fused (counted as gradient), then Adam
+                clock = time.process_time()
+                trainer.touched[0] = K.one_batch(trainer.users, trainer.products, trainer.bias, u, p, q, w, start,
+                                                 count, l2, *trainer.stamps, step, trainer.rows_u[0],
+                                                 trainer.rows_p[0])
+                spans[1, 0] = time.process_time() - clock
+            for part in range(parts if parts > 1 else 0):  # the threaded kernel's phases, each part on its own
                 clock = time.process_time()
                 K.slopes(part, parts, trainer.users, trainer.products, trainer.bias, u, p, q, w, start, count,
                          start + min(count, part * chunk), start + min(count, (part + 1) * chunk), trainer.slopes,
                          *trainer.deal)
                 spans[0, part] = time.process_time() - clock
-            for part in range(parts):
+            for part in range(parts if parts > 1 else 0):
                 clock = time.process_time()
                 trainer.touched[part] = K.accumulate(part, parts, trainer.users, trainer.products, trainer.bias, u, p,
                                                      q, trainer.slopes, start, count, l2, *trainer.deal,
