@@ -29,11 +29,15 @@ thread (`owner`). A batch runs in three parallel phases:
 
 Each phase starts when every thread has finished the one before (phase 2
 reads parameters of rows other threads own, phase 3 moves them): three
-synchronisations a batch. An earlier kernel fused phases 1 and 2: each owner
-walked the whole batch and computed the dot product of every triple that
-reached one of its rows, 7 triples in 8 on two threads, so two threads did
-1.75 times one thread's work, and on the default shop two threads were
-slower than one (0.520 s against 0.414 s).
+synchronisations a batch, by a `barrier` inside one parallel loop an epoch
+(numba's own start and join of a parallel loop cost ~65 µs each). An earlier
+kernel fused phases 1 and 2: each owner walked the whole batch and computed
+the dot product of every triple that reached one of its rows, 7 triples in 8
+on two threads, so two threads did 1.75 times one thread's work, and on the
+default shop two threads were slower than one (0.520 s against 0.414 s).
+
+One thread runs the same arithmetic fused (`one_batch`: a triple's rows read
+once, its slope and terms together) without numba's thread pool.
 
 Compiled on first use and cached beside this file (`cache=True`): a fresh
 installation compiles once (~10-20 s), later processes load the cache
