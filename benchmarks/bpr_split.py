@@ -1,8 +1,9 @@
 """What clicks_bpr's thread split costs, measured on one core: the critical path of the threaded kernel.
 
-The kernel (producers/bpr_kernel.py) runs a batch in three parallel phases:
-the triples' slopes, split into ranges; the gradient pass per owner thread;
-Adam per owner; each phase ends when its slowest part ends. Here the parts run
+The kernel (producers/bpr_kernel.py) runs a batch in two parallel phases, each
+part on the rows it owns: its users (their Adam from the last batch, their
+triples' slopes and user terms), then its products (their terms and Adam);
+each phase ends when its slowest part ends. Here the parts run
 one after another on one core, each timed on its own CPU clock, on batches
 like the producer's (25 epochs of the shop's pairs): the sum over batches of
 each phase's slowest part, against the one-thread loop on the same batches.
@@ -23,50 +24,47 @@ import numpy as np
 
 
 def critical_path(users, products, weights, n_products, parts: int, batch: int = 8192, epochs: int = 25,
-                  dim: int = 64, lr: float = 0.01, l2: float = 1e-5) -> tuple[float, float, float]:
-    """(slope seconds, gradient seconds, Adam seconds) summed over batches, each batch's slowest part; one part
-    is the one-thread loop (`one_batch`, its time under gradient)."""
+                  dim: int = 64, lr: float = 0.01, l2: float = 1e-5) -> tuple[float, float]:
+    """(phase 1 seconds, phase 2 seconds) summed over batches, each batch's slowest part; one part is the
+    one-thread loop (`one_batch` and Adam, under phase 1)."""
     from prodvec.producers import bpr_kernel as K
     from prodvec.producers.bpr import Trainer
 
     init = np.random.default_rng(5)
     trainer = Trainer(init.normal(0, 0.1, (users.max() + 1, dim)).astype(np.float32),
                       init.normal(0, 0.1, (n_products, dim)).astype(np.float32), batch, lr, l2, parts=parts)
+    t = trainer
     rng, step, n = np.random.default_rng(0), 0, len(users)
-    spent = np.zeros(3)
+    spent = np.zeros(2)
     for _ in range(epochs):
         order = rng.permutation(n)
         u, p, q, w = users[order], products[order], rng.integers(0, n_products, n), weights[order]
         for start in range(0, n, batch):
             count, step = min(n, start + batch) - start, step + 1
-            chunk = -(-count // parts)
-            spans = np.zeros((3, parts))
-            if parts == 1:  # the one-thread loop: slopes and gradient fused (counted as gradient), then Adam
+            spans = np.zeros((2, parts))
+            if parts == 1:
                 clock = time.process_time()
-                trainer.touched[0] = K.one_batch(trainer.users, trainer.products, trainer.bias, u, p, q, w, start,
-                                                 count, l2, *trainer.stamps, step, trainer.rows_u[0],
-                                                 trainer.rows_p[0])
-                spans[1, 0] = time.process_time() - clock
+                n_u, n_p = K.one_batch(t.users, t.products, t.bias, u, p, q, w, start, count, l2, *t.stamps, step,
+                                       t.rows_u[0], t.rows_p[0])
+                for table, rows, k in ((t.users, t.rows_u[0], n_u), (t.products, t.rows_p[0], n_p),
+                                       (t.bias, t.rows_p[0], n_p)):
+                    K.adam_rows(table, rows, k, lr, 0.9, 0.999, 1e-8, step)
+                spans[0, 0] = time.process_time() - clock
             for part in range(parts if parts > 1 else 0):  # the threaded kernel's phases, each part on its own
                 clock = time.process_time()
-                K.slopes(part, parts, trainer.users, trainer.products, trainer.bias, u, p, q, w, start, count,
-                         start + min(count, part * chunk), start + min(count, (part + 1) * chunk), trainer.slopes,
-                         *trainer.deal)
+                if start > 0:
+                    K.adam_rows(t.users, t.rows_u[part], t.touched[part, 0], lr, 0.9, 0.999, 1e-8, step - 1)
+                t.touched[part, 0] = K.user_phase(part, parts, t.users, t.products, t.bias, u, p, q, w, start, count,
+                                                  l2, t.slopes, t.mine[0][part], t.stamps[0], step, t.rows_u[part])
                 spans[0, part] = time.process_time() - clock
             for part in range(parts if parts > 1 else 0):
                 clock = time.process_time()
-                trainer.touched[part] = K.accumulate(part, parts, trainer.users, trainer.products, trainer.bias, u, p,
-                                                     q, trainer.slopes, start, count, l2, *trainer.deal,
-                                                     *trainer.stamps, step,
-                                                     trainer.rows_u[part], trainer.rows_p[part])
+                t.touched[part, 1] = K.product_phase(part, parts, t.users, t.products, t.bias, u, p, q, start, count,
+                                                     l2, t.slopes, t.mine[1][part], t.stamps[1], step,
+                                                     t.rows_p[part])
+                K.adam_rows(t.products, t.rows_p[part], t.touched[part, 1], lr, 0.9, 0.999, 1e-8, step)
+                K.adam_rows(t.bias, t.rows_p[part], t.touched[part, 1], lr, 0.9, 0.999, 1e-8, step)
                 spans[1, part] = time.process_time() - clock
-            for part in range(parts):
-                clock = time.process_time()
-                n_u, n_p = trainer.touched[part]
-                K.adam_rows(trainer.users, trainer.rows_u[part], n_u, lr, 0.9, 0.999, 1e-8, step)
-                K.adam_rows(trainer.products, trainer.rows_p[part], n_p, lr, 0.9, 0.999, 1e-8, step)
-                K.adam_rows(trainer.bias, trainer.rows_p[part], n_p, lr, 0.9, 0.999, 1e-8, step)
-                spans[2, part] = time.process_time() - clock
             spent += spans.max(1)
     return tuple(spent)
 
@@ -88,9 +86,8 @@ def main() -> None:
         critical_path(users, products, weights, len(ids), parts, epochs=1)  # compiled and warm
         best[parts] = min((critical_path(users, products, weights, len(ids), parts) for _ in range(args.repeat)),
                           key=sum)
-    for parts, (s, g, a) in best.items():
-        print(f"{parts} part(s), slowest per batch: slopes {s:.3f} s, gradient {g:.3f} s, Adam {a:.3f} s, "
-              f"total {s + g + a:.3f} s")
+    for parts, (one, two) in best.items():
+        print(f"{parts} part(s), slowest per batch: phase 1 {one:.3f} s, phase 2 {two:.3f} s, total {one + two:.3f} s")
     print(f"critical path / one part: {sum(best[args.parts]) / sum(best[1]):.2f}")
 
 

@@ -156,12 +156,9 @@ class Trainer:
         # Each part lists the rows it owns that a batch touched: at most every user and two products a triple.
         self.rows_u, self.rows_p = np.empty((parts, batch_size), np.int64), np.empty((parts, 2 * batch_size), np.int64)
         self.touched = np.zeros((parts, 2), np.int64)
-        # A batch's slopes, and each piece's triples dealt to each part (bpr_kernel.slopes); a piece is at most
-        # ceil(batch / parts) triples, each dealt as one user term and two product terms.
-        piece = -(-batch_size // parts)
+        # A batch's slopes, and each part's scratch: the triples of its users, the product terms of its products.
         self.slopes = np.empty(batch_size, np.float32)
-        self.deal = (np.empty((parts, parts, piece), np.int32), np.empty((parts, parts, 2 * piece), np.int32),
-                     np.zeros((parts, parts, 2), np.int64))
+        self.mine = (np.empty((parts, batch_size), np.int32), np.empty((parts, 2 * batch_size), np.int32))
         # The threaded kernel's barrier counter, alone on its cache lines.
         self.arrived = np.zeros(16, np.int64)
         self.batch_size, self.lr, self.l2, self.betas, self.eps = batch_size, lr, l2, betas, eps
@@ -189,7 +186,7 @@ class Trainer:
                    negatives.astype(np.int64, copy=False), weights.astype(np.float32, copy=False))
         settings = (self.batch_size, self.lr, self.l2, self.betas[0], self.betas[1], self.eps, self.step)
         state = (self.users, self.products, self.bias, *self.stamps, self.rows_u, self.rows_p, self.touched,
-                 self.slopes, *self.deal, *triples, *settings)
+                 self.slopes, *self.mine, *triples, *settings)
         if len(self.rows_u) == 1:
             self.step = train_epoch_one_thread(*state)
         else:

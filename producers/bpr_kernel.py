@@ -12,29 +12,28 @@ it has a gradient, bias correction by the global step). A step costs the
 batch, not the tables.
 
 On several threads every row (of users, products and biases) has one owner
-thread (`owner`). A batch runs in three parallel phases:
+thread (`owner`), and a batch runs in two parallel phases, each thread on
+its own rows:
 
-1. `slopes`: the batch cut into contiguous pieces, one a thread: each
-   triple's dot product and slope (the loss's derivative in the score
-   difference), computed once, and the triple dealt to the owners of its
-   three rows (the parameters are only read);
-2. `accumulate`: each owner walks what the pieces dealt it, in the batch's
-   order, and adds the terms that land in its own rows. No two threads write
-   one row, and a row receives its terms in the batch's order, as on one
-   thread, so the float sums and the trained vectors are the same bit for bit
-   whatever the number of threads. (A Hogwild split, as `implicit` runs, would
-   make the result depend on thread timing; the family pool and the tests
-   compare runs.);
-3. Adam on each owner's touched rows (rows are independent).
+1. `user_phase`: Adam on its users from the previous batch, then the triples
+   of its users, in the batch's order: each one's dot product and slope (the
+   loss's derivative in the score difference), computed once, and the user's
+   gradient term (reading product rows, writing only its users');
+2. `product_phase`: its products' terms from those slopes, in the batch's
+   order (reading user rows), then Adam on its products.
 
-Each phase starts when every thread has finished the one before (phase 2
-reads parameters of rows other threads own, phase 3 moves them): three
-synchronisations a batch, by a `barrier` inside one parallel loop an epoch
-(numba's own start and join of a parallel loop cost ~65 µs each). An earlier
-kernel fused phases 1 and 2: each owner walked the whole batch and computed
-the dot product of every triple that reached one of its rows, 7 triples in 8
-on two threads, so two threads did 1.75 times one thread's work, and on the
-default shop two threads were slower than one (0.520 s against 0.414 s).
+Every read of a row another thread owns falls in a phase where nobody
+writes it, so two synchronisations a batch suffice (a `barrier` inside one
+parallel loop an epoch: numba's own start and join of a parallel loop cost
+~65 µs each). No two threads write one row, and a row receives its terms in
+the batch's order, as on one thread, so the float sums and the trained
+vectors are the same bit for bit whatever the number of threads. (A Hogwild
+split, as `implicit` runs, would make the result depend on thread timing; the
+family pool and the tests compare runs.) An earlier kernel had each owner
+walk the whole batch and compute the dot product of every triple that
+reached one of its rows, 7 triples in 8 on two threads, then Adam in a phase
+of its own: two threads did 1.75 times one thread's work, and on the default
+shop were slower than one (0.520 s against 0.414 s).
 
 One thread runs the same arithmetic fused (`one_batch`: a triple's rows read
 once, its slope and terms together) without numba's thread pool.
@@ -147,9 +146,10 @@ def barrier(arrived, target):  # pragma: no cover - compiled
 
     numba starts and joins its threads for every `prange` loop; with OMP_WAIT_POLICY=PASSIVE (the pipeline's
     setting, so that idle threads leave shared cores to other work) a join and a start put a thread to sleep
-    and wake it, ~65 µs per loop measured inside this kernel on this 2-core VM under load, and a batch has
-    three phases: 250 batches cost ~50 ms of a ~0.3 s training. One parallel loop an epoch with this
-    barrier between phases costs well under a microsecond per phase when both threads run.
+    and wake it, ~65 µs per loop measured inside this kernel on this 2-core VM under load (three extra empty
+    loops a batch cost +50 ms over the default shop's 250 batches), against a ~0.3 s training. One parallel
+    loop an epoch with this barrier between phases costs well under a microsecond a phase when both threads
+    run (0.07-0.09 µs measured on two idle cores).
     """
     _arrive(arrived, 0)
     spins = 0
@@ -216,8 +216,8 @@ def shuffle_epoch(seed, users, products, weights, n_products, order, out_u, out_
 
 
 # The arithmetic of a triple, written once for the one-thread batch (`one_batch`) and the threaded phases
-# (`slopes`, `accumulate`), inlined into each: as separate calls (an array passes as ~7 arguments) they cost
-# the threaded gradient phase 0.28 s against 0.18 s. Inlined, each loop compiles them anew: without "contract"
+# (`user_phase`, `product_phase`), inlined into each: as separate calls (an array passes as ~7 arguments) they
+# cost an earlier threaded gradient phase 0.28 s against 0.18 s. Inlined, each loop compiles them anew: without "contract"
 # (FAST) the floats cannot differ between loops, and the tests compare every number of threads bit for bit.
 @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy", inline="always")
 def slope(ru, rp, rq, bias_p, bias_q, w, count):  # pragma: no cover - compiled
@@ -244,96 +244,69 @@ def add_product_term(gp, ru, rp, g, decay):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
-def slopes(piece, parts, users, products, bias, u_all, p_all, q_all, w_all, start, count, lo, hi, g, deal_u, deal_p,
-           dealt):  # pragma: no cover - compiled
-    """Phase 1 on the triples lo <= i < hi of a batch of `count` from `start` (one `piece` of it): each triple's
-    slope g[i - start], the derivative of its loss -w log σ(x_up - x_uq) / count in x_up - x_uq
-    = γ_u·(γ_p - γ_q) + β_p - β_q, which is -w σ(-(x_up - x_uq)) / count; and the triple dealt to the
-    owners of its rows, in order: deal_u[piece, o] lists (as i - start) the triples whose user part `o` owns,
-    deal_p[piece, o] the product terms it owns, 2 (i - start) for the positive and 2 (i - start) + 1 for the
-    negative; dealt[piece, o] counts both.
-
-    Read-only on the parameters, and each piece writes its own slots: threads split a batch into pieces. The
-    owner of a row then walks the pieces in order (`accumulate`), so it meets the row's terms in the batch's
-    order whatever the number of pieces.
-    """
-    n_u = np.zeros(parts, np.int64)  # a local count per owner: no shared cache line is written per triple
-    n_p = np.zeros(parts, np.int64)
-    to_u, to_p = deal_u[piece], deal_p[piece]
-    for i in range(lo, hi):
+def user_phase(part, parts, users, products, bias, u_all, p_all, q_all, w_all, start, count, l2, g, mine, stamp_u,
+               mark, rows_u):  # pragma: no cover - compiled
+    """Phase 1 for the users `part` owns, over the batch of `count` triples from `start`: each of their triples'
+    slope g[i - start] (the only slot of g this part writes) and the user's gradient term, in the batch's order;
+    the distinct user rows listed in rows_u (`listed`). Reads product rows, writes only its users' rows.
+    Returns the number of user rows listed."""
+    k = 0
+    for j in range(count):  # its triples, picked without a branch (a random one costs the loads in flight)
+        mine[k] = j
+        k += owner(u_all[start + j], parts) == part
+    n_u = 0
+    for t in range(k):
+        n_u = listed(stamp_u, rows_u, n_u, u_all[start + mine[t]], mark)
+    decay = np.float32(2.0 * l2 / count)
+    for t in range(k):
+        i = start + mine[t]
         a, b, c = u_all[i], p_all[i], q_all[i]
-        g[i - start] = slope(users[a, PARAM], products[b, PARAM], products[c, PARAM], bias[b, PARAM, 0],
-                             bias[c, PARAM, 0], w_all[i], count)
-        # Dealt by index arithmetic, without a branch on the owner.
-        j = i - start
-        o = owner(a, parts)
-        to_u[o, n_u[o]] = j
-        n_u[o] += 1
-        o = owner(b, parts)
-        to_p[o, n_p[o]] = 2 * j
-        n_p[o] += 1
-        o = owner(c, parts)
-        to_p[o, n_p[o]] = 2 * j + 1
-        n_p[o] += 1
-    for o in range(parts):
-        dealt[piece, o, 0], dealt[piece, o, 1] = n_u[o], n_p[o]
+        ru, rp, rq = users[a, PARAM], products[b, PARAM], products[c, PARAM]
+        gi = slope(ru, rp, rq, bias[b, PARAM, 0], bias[c, PARAM, 0], w_all[i], count)
+        g[i - start] = gi
+        add_user_term(users[a, GRAD], ru, rp, rq, gi, decay)
+    return n_u
 
 
 @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
-def accumulate(part, parts, users, products, bias, u_all, p_all, q_all, g, start, count, l2, deal_u, deal_p, dealt,
-               stamp_u, stamp_p, mark, rows_u, rows_p):  # pragma: no cover - compiled
-    """Phase 2: add to the zero gradients of the rows `part` owns their terms of the gradient of the batch loss
-    -mean(w · log σ(x_up - x_uq)) + l2 · Σ_batch (‖γ_u‖² + ‖γ_p‖² + ‖γ_q‖²) / batch,
-    from the triples `slopes` dealt it (its slopes g, pieces walked in order), and list the distinct rows it
-    touched. Returns (number of user rows, number of product rows).
-
-    A row is listed where the batch first meets it (`stamp_* != mark`): no sort. The listing is a loop of its
-    own: its branch, taken at random, cost the row arithmetic its loads in flight when it sat in the same loop
-    (one part: 0.44 s against 0.34 s CPU for the two loops, the default shop's 25 epochs).
-    """
-    decay = np.float32(2.0 * l2 / count)
-    n_u = 0
+def product_phase(part, parts, users, products, bias, u_all, p_all, q_all, start, count, l2, g, mine, stamp_p, mark,
+                  rows_p):  # pragma: no cover - compiled
+    """Phase 2 for the products `part` owns: their gradient terms from the batch's slopes g, the positive's
+    before the negative's of each triple, in the batch's order; the distinct rows listed in rows_p. Reads user
+    rows, writes only its products' rows. Returns the number of product rows listed."""
+    k = 0
+    for e in range(2 * count):  # term e: triple e // 2, its positive (e even) or negative product
+        i = start + (e >> 1)
+        mine[k] = e
+        k += owner(q_all[i] if e & 1 else p_all[i], parts) == part
     n_p = 0
-    for piece in range(parts):
-        mine_u, mine_p = deal_u[piece, part], deal_p[piece, part]
-        for j in range(dealt[piece, part, 0]):
-            n_u = listed(stamp_u, rows_u, n_u, u_all[start + mine_u[j]], mark)
-        for j in range(dealt[piece, part, 1]):
-            e = mine_p[j]
-            i = start + (e >> 1)
-            n_p = listed(stamp_p, rows_p, n_p, q_all[i] if e & 1 else p_all[i], mark)
-    # Users' and products' rows are apart, so their loops may run one after the other.
-    for piece in range(parts):
-        mine_u = deal_u[piece, part]
-        for j in range(dealt[piece, part, 0]):
-            i = start + mine_u[j]
-            a = u_all[i]
-            add_user_term(users[a, GRAD], users[a, PARAM], products[p_all[i], PARAM], products[q_all[i], PARAM],
-                          g[i - start], decay)
-    for piece in range(parts):
-        mine_p = deal_p[piece, part]
-        for j in range(dealt[piece, part, 1]):
-            e = mine_p[j]
-            i = start + (e >> 1)
-            row = q_all[i] if e & 1 else p_all[i]
-            gi = -g[i - start] if e & 1 else g[i - start]
-            add_product_term(products[row, GRAD], users[u_all[i], PARAM], products[row, PARAM], gi, decay)
-            bias[row, GRAD, 0] += gi
-    return n_u, n_p
+    for t in range(k):
+        e = mine[t]
+        i = start + (e >> 1)
+        n_p = listed(stamp_p, rows_p, n_p, q_all[i] if e & 1 else p_all[i], mark)
+    decay = np.float32(2.0 * l2 / count)
+    for t in range(k):
+        e = mine[t]
+        i = start + (e >> 1)
+        row = q_all[i] if e & 1 else p_all[i]
+        gi = -g[i - start] if e & 1 else g[i - start]  # the negative's terms: the slope's sign flipped (exact)
+        add_product_term(products[row, GRAD], users[u_all[i], PARAM], products[row, PARAM], gi, decay)
+        bias[row, GRAD, 0] += gi
+    return n_p
 
 
 @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
 def one_batch(users, products, bias, u_all, p_all, q_all, w_all, start, count, l2, stamp_u, stamp_p, mark, rows_u,
               rows_p):  # pragma: no cover - compiled
-    """`slopes` and `accumulate` of one part, fused: each triple's rows read once, its slope and its three
-    terms computed together by the same compiled functions, in the batch's order (so the same sums).
-    Separate phases re-read every row and took 0.70 s CPU against 0.58 s for this (default shop, 25 epochs).
+    """`user_phase` and `product_phase` of one part, fused: each triple's rows read once, its slope and its
+    three terms computed together by the same inlined functions, each row's terms in the same order (so the
+    same sums). Separate phases on one thread re-read rows: 0.70 s CPU against 0.58 s (default shop, 25 epochs)
     Returns (number of user rows, number of product rows) listed.
     """
     decay = np.float32(2.0 * l2 / count)
     n_u = 0
     n_p = 0
-    for i in range(start, start + count):  # the listing apart, as in `accumulate`
+    for i in range(start, start + count):  # the listing apart, as in the phases
         n_u = listed(stamp_u, rows_u, n_u, u_all[i], mark)
         n_p = listed(stamp_p, rows_p, n_p, p_all[i], mark)
         n_p = listed(stamp_p, rows_p, n_p, q_all[i], mark)
@@ -369,12 +342,12 @@ def adam_rows(table, rows, count, lr, beta1, beta2, eps, step):  # pragma: no co
 
 
 @njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
-def train_epoch_one_thread(users, products, bias, stamp_u, stamp_p, rows_u, rows_p, touched, g, deal_u, deal_p,
-                           dealt, u_all, p_all, q_all, w_all, batch_size, lr, l2, beta1, beta2, eps,
+def train_epoch_one_thread(users, products, bias, stamp_u, stamp_p, rows_u, rows_p, touched, g, mine_u, mine_p,
+                           u_all, p_all, q_all, w_all, batch_size, lr, l2, beta1, beta2, eps,
                            step):  # pragma: no cover - compiled
     """`train_epoch` with one part, without numba's thread pool: a family-pool worker with one core's share
     pays no parallel launch. The same arithmetic in the same order (`one_batch`), so the same result as
-    `train_epoch`; g, deal_u, deal_p, dealt and touched go unused (one signature for both)."""
+    `train_epoch`; touched, g, mine_u and mine_p go unused (one signature for both)."""
     n = u_all.shape[0]
     for start in range(0, n, batch_size):
         count = min(n, start + batch_size) - start
@@ -388,21 +361,25 @@ def train_epoch_one_thread(users, products, bias, stamp_u, stamp_p, rows_u, rows
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=FAST, error_model="numpy")
-def train_epoch(users, products, bias, stamp_u, stamp_p, rows_u, rows_p, touched, g, deal_u, deal_p, dealt, u_all,
-                p_all, q_all, w_all, batch_size, lr, l2, beta1, beta2, eps, step, workers,
+def train_epoch(users, products, bias, stamp_u, stamp_p, rows_u, rows_p, touched, g, mine_u, mine_p, u_all, p_all,
+                q_all, w_all, batch_size, lr, l2, beta1, beta2, eps, step, workers,
                 arrived):  # pragma: no cover - compiled
     """One pass over the triples (u_all[i], p_all[i], q_all[i]) weighted by w_all[i] in batches; returns the
     global Adam step reached (it counts every batch of every epoch: Adam's bias correction).
 
     users, products: (rows, 4, dim); bias: (products, 4, 1). The number of parts (shares of the rows) is
     rows_u's first dimension; per part, rows_u and rows_p list the rows it owns that a batch touched, touched
-    counts them. g: a batch's slopes; deal_u, deal_p, dealt: `slopes`' dealing, (parts, parts, ...).
+    counts them, mine_u and mine_p are its scratch. g: a batch's slopes.
 
-    One parallel loop over `workers` threads for the whole epoch, the phases of each batch separated by
-    `barrier` (arrived: its zeroed counter). Worker w runs parts w, w + workers, ...: the parts set the
-    result, the workers only who computes it. Every worker must run at once, or the first to arrive waits
-    forever: workers <= numba's threads, on a threading layer that gives each iteration of the loop its own
-    thread (`Trainer` checks).
+    A batch is two phases, each part on its own rows: (1) Adam on its users from the previous batch, then its
+    users' triples: slopes and user terms (reading product rows); (2) its products' terms (reading user rows
+    and the slopes), then Adam on its products. Every read of another part's rows falls in a phase where no one
+    writes them, so two barriers a batch suffice. After the last batch, Adam on the users.
+
+    One parallel loop over `workers` threads for the whole epoch, its phases separated by `barrier` (arrived:
+    its zeroed counter). Worker w runs parts w, w + workers, ...: the parts set the result, the workers only who
+    computes it. Every worker must run at once, or the first to arrive waits forever: workers <= numba's
+    threads, on a threading layer that gives each iteration of the loop its own thread (`workers`).
     """
     parts = rows_u.shape[0]
     n = u_all.shape[0]
@@ -412,23 +389,20 @@ def train_epoch(users, products, bias, stamp_u, stamp_p, rows_u, rows_p, touched
         for start in range(0, n, batch_size):
             count = min(n, start + batch_size) - start
             at += 1
-            chunk = (count + parts - 1) // parts
-            for piece in range(worker, parts, workers):
-                slopes(piece, parts, users, products, bias, u_all, p_all, q_all, w_all, start, count,
-                       start + min(count, piece * chunk), start + min(count, (piece + 1) * chunk), g, deal_u, deal_p,
-                       dealt)
+            for part in range(worker, parts, workers):
+                if start > 0:
+                    adam_rows(users, rows_u[part], touched[part, 0], lr, beta1, beta2, eps, at - 1)
+                touched[part, 0] = user_phase(part, parts, users, products, bias, u_all, p_all, q_all, w_all, start,
+                                              count, l2, g, mine_u[part], stamp_u, at, rows_u[part])
             passed += workers
             barrier(arrived, passed)
             for part in range(worker, parts, workers):
-                touched[part, 0], touched[part, 1] = accumulate(
-                    part, parts, users, products, bias, u_all, p_all, q_all, g, start, count, l2, deal_u, deal_p,
-                    dealt, stamp_u, stamp_p, at, rows_u[part], rows_p[part])
-            passed += workers
-            barrier(arrived, passed)
-            for part in range(worker, parts, workers):
-                adam_rows(users, rows_u[part], touched[part, 0], lr, beta1, beta2, eps, at)
+                touched[part, 1] = product_phase(part, parts, users, products, bias, u_all, p_all, q_all, start,
+                                                 count, l2, g, mine_p[part], stamp_p, at, rows_p[part])
                 adam_rows(products, rows_p[part], touched[part, 1], lr, beta1, beta2, eps, at)
                 adam_rows(bias, rows_p[part], touched[part, 1], lr, beta1, beta2, eps, at)
             passed += workers
             barrier(arrived, passed)
+        for part in range(worker, parts, workers):
+            adam_rows(users, rows_u[part], touched[part, 0], lr, beta1, beta2, eps, at)
     return step + (n + batch_size - 1) // batch_size
