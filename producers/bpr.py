@@ -10,7 +10,7 @@ whatever `device` says: a step is a few thousand 64-float rows, and its cost
 is the batch's, not the catalogue's (only the rows a batch touches move). It
 can share the rows out to `threads` threads (at most numba's count, which the
 family pool sets per worker) and gives the same vectors bit for bit on any
-number of them; one by default (see `BPRConfig.threads`).
+number of them; two by default (see `BPRConfig.threads`).
 """
 
 from __future__ import annotations
@@ -39,10 +39,12 @@ class BPRConfig(ProducerConfig):
     # Products need this many positive interactions before the cutoff to get a vector.
     min_interactions: int = 1
     # Threads the kernel shares the rows out to (at most numba's count; the result is the same bit for bit).
-    # One by default: each thread still reads most triples (7 in 8 on two), so on two idle cores the
-    # default shop's 25 epochs took 0.520 s on two threads against 0.414 s on one
-    # (`benchmarks/producers_bench.py --stage bpr workspace/shop {1,2} producer 7`).
-    threads: int = 1
+    # Two: on two idle cores the default shop's 25 epochs took 0.319 s on two threads against 0.48 s on one,
+    # `implicit` 0.223 s on two (fastest of 7, best of 6 quiet rounds, 2026-12-01 19:46-19:52 UTC;
+    # `benchmarks/producers_bench.py --stage bpr workspace/shop {1,2} {producer,implicit} 7`). A family-pool
+    # worker gets one thread (NUMBA_NUM_THREADS), so the pool runs one; a second thread only pays where its core
+    # is free: with the other core busy the same run took 0.70 s on two threads against 0.48 s on one.
+    threads: int = 2
 
 
 def interaction_pairs(shop: Shop, min_interactions: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
