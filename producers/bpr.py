@@ -10,7 +10,7 @@ whatever `device` says: a step is a few thousand 64-float rows, and its cost
 is the batch's, not the catalogue's (only the rows a batch touches move). It
 can share the rows out to `threads` threads (at most numba's count, which the
 family pool sets per worker) and gives the same vectors bit for bit on any
-number of them; two by default (see `BPRConfig.threads`).
+number of them; one by default (see `BPRConfig.threads`).
 """
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ class BPRConfig(ProducerConfig):
     # Products need this many positive interactions before the cutoff to get a vector.
     min_interactions: int = 1
     # Threads the kernel shares the rows out to (at most numba's count; the result is the same bit for bit).
-    # Two: on two idle cores the default shop's 25 epochs took 0.319 s on two threads against 0.48 s on one,
-    # `implicit` 0.223 s on two (fastest of 7, best of 6 quiet rounds, 2026-12-01 19:46-19:52 UTC;
-    # `benchmarks/producers_bench.py --stage bpr workspace/shop {1,2} {producer,implicit} 7`). A family-pool
-    # worker gets one thread (NUMBA_NUM_THREADS), so the pool runs one; a second thread only pays where its core
-    # is free: with the other core busy the same run took 0.70 s on two threads against 0.48 s on one.
-    threads: int = 2
+    # One by default: on two idle cores two threads were faster in most rounds but not all (default shop, 25
+    # epochs, fastest of 7 per round: two threads 0.32-0.55 s, one 0.40-0.62 s, `implicit` on two 0.22-0.28 s;
+    # `benchmarks/producers_bench.py --stage bpr workspace/shop {1,2} {producer,implicit} 7`, 2026-12-01
+    # 19:46-19:57 UTC), and with the other core busy two threads took 0.70 s against 0.48 s on one: their
+    # phases wait for each other twice a batch. A family-pool worker gets one thread (NUMBA_NUM_THREADS) anyway.
+    threads: int = 1
 
 
 def interaction_pairs(shop: Shop, min_interactions: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
