@@ -39,25 +39,50 @@ class BPRConfig(ProducerConfig):
     # Products need this many positive interactions before the cutoff to get a vector.
     min_interactions: int = 1
     # Threads the kernel shares the rows out to (at most numba's count; the result is the same bit for bit).
-    # One by default: each thread still reads most triples (7 in 8 on two), so on two idle cores the
-    # default shop's 25 epochs took 0.520 s on two threads against 0.414 s on one
-    # (`benchmarks/producers_bench.py --stage bpr workspace/shop {1,2} producer 7`).
+    # One by default: on two idle cores two threads were faster in most rounds but not all (default shop, 25
+    # epochs, fastest of 7 per round: two threads 0.32-0.55 s, one 0.40-0.62 s, `implicit` on two 0.22-0.28 s;
+    # `benchmarks/producers_bench.py --stage bpr workspace/shop {1,2} {producer,implicit} 7`, 2026-12-01
+    # 19:46-19:57 UTC), and with the other core busy two threads took 0.70 s against 0.48 s on one: their
+    # phases wait for each other twice a batch. A family-pool worker gets one thread (NUMBA_NUM_THREADS) anyway.
     threads: int = 1
 
 
 def interaction_pairs(shop: Shop, min_interactions: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(user index, product index, weight) of positive pairs, and the product ids."""
+    """(user index, product index, weight) of positive pairs, and the product ids: one pair per user and
+    product, in the order the events first meet it, weighted by its strongest event; users and products
+    indexed in sorted id order.
+
+    The ids are hashed once each (a factorisation) and the rest is integer work: the same pairs as a pandas
+    groupby on the two id columns (tests/test_bpr_pairs.py), which hashed them again, and the event kinds
+    twice: 0.098 s CPU against 0.057 s on the default shop (165k positive events), serial work in a training
+    of ~0.3-0.5 s.
+    """
     events = shop.events
-    positive = events[events[C.EVENT_TYPE].isin(list(EVENT_WEIGHTS))]
-    weights = positive[C.EVENT_TYPE].map(EVENT_WEIGHTS).to_numpy()
-    pairs = pd.DataFrame({"u": positive[C.USER_ID].to_numpy(), "p": positive[C.PRODUCT_ID].to_numpy(), "w": weights})
-    pairs = pairs.groupby(["u", "p"], sort=False, observed=True)["w"].max().reset_index()
-    counts = pairs["p"].value_counts()
-    keep = counts.index[counts >= min_interactions]
-    pairs = pairs[pairs["p"].isin(keep)]
-    user_codes, _ = pd.factorize(pairs["u"], sort=True)
-    product_codes, product_ids = pd.factorize(pairs["p"], sort=True)
-    return user_codes, product_codes, pairs["w"].to_numpy(np.float32), np.asarray(product_ids, dtype=str)
+    kinds, names = pd.factorize(events[C.EVENT_TYPE].to_numpy())
+    weight_of = np.array([EVENT_WEIGHTS.get(name, 0) for name in names] + [0], np.int64)  # [-1]: a missing kind
+    weights = weight_of[kinds]
+    positive = weights > 0
+    users, user_ids = pd.factorize(events[C.USER_ID].to_numpy()[positive], sort=True)
+    products, product_ids = pd.factorize(events[C.PRODUCT_ID].to_numpy()[positive], sort=True)
+    known = (users >= 0) & (products >= 0)  # a missing id (code -1) makes no pair, as in a groupby
+    users, products, weights = users[known], products[known], weights[positive][known]
+    n_products = max(len(product_ids), 1)
+    pair, keys = pd.factorize(users.astype(np.int64) * n_products + products)
+    strongest = np.zeros(len(keys), np.int64)
+    np.maximum.at(strongest, pair, weights)
+    users, products = keys // n_products, keys % n_products
+    keep = np.bincount(products, minlength=len(product_ids))[products] >= min_interactions
+    users, _ = _renumbered(users[keep], len(user_ids))
+    products, kept = _renumbered(products[keep], len(product_ids))
+    return users, products, strongest[keep].astype(np.float32), np.asarray(product_ids[kept], dtype=str)
+
+
+def _renumbered(codes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Codes in [0, n) renumbered 0, 1, ... over the values present, in order (what a factorisation of the
+    kept pairs' sorted ids gives), and the old codes present. A table of n entries, not a sort."""
+    present = np.zeros(n, bool)
+    present[codes] = True
+    return (np.cumsum(present) - 1)[codes], np.flatnonzero(present)
 
 
 def warm_start(previous, product_ids, users, products, init_p, init_u):
@@ -133,6 +158,11 @@ class Trainer:
         # Each part lists the rows it owns that a batch touched: at most every user and two products a triple.
         self.rows_u, self.rows_p = np.empty((parts, batch_size), np.int64), np.empty((parts, 2 * batch_size), np.int64)
         self.touched = np.zeros((parts, 2), np.int64)
+        # A batch's slopes, and each part's scratch: the triples of its users, the product terms of its products.
+        self.slopes = np.empty(batch_size, np.float32)
+        self.mine = (np.empty((parts, batch_size), np.int32), np.empty((parts, 2 * batch_size), np.int32))
+        # The threaded kernel's barrier counter, alone on its cache lines.
+        self.arrived = np.zeros(16, np.int64)
         self.batch_size, self.lr, self.l2, self.betas, self.eps = batch_size, lr, l2, betas, eps
         self.step = 0
 
@@ -149,7 +179,7 @@ class Trainer:
     def epoch(self, users: np.ndarray, products: np.ndarray, negatives: np.ndarray, weights: np.ndarray) -> None:
         """One pass over the triples (users[i], products[i], negatives[i]) weighted by weights[i], in batches
         of `batch_size`."""
-        from prodvec.producers.bpr_kernel import train_epoch, train_epoch_one_thread
+        from prodvec.producers.bpr_kernel import train_epoch, train_epoch_one_thread, workers
 
         if not len(users) == len(products) == len(negatives) == len(weights):
             raise ValueError(f"triples of unequal lengths: {len(users)} users, {len(products)} products, "
@@ -157,12 +187,13 @@ class Trainer:
         triples = (users.astype(np.int64, copy=False), products.astype(np.int64, copy=False),
                    negatives.astype(np.int64, copy=False), weights.astype(np.float32, copy=False))
         settings = (self.batch_size, self.lr, self.l2, self.betas[0], self.betas[1], self.eps, self.step)
+        state = (self.users, self.products, self.bias, *self.stamps, self.rows_u, self.rows_p, self.touched,
+                 self.slopes, *self.mine, *triples, *settings)
         if len(self.rows_u) == 1:
-            self.step = train_epoch_one_thread(self.users, self.products, self.bias, *self.stamps, self.rows_u[0],
-                                               self.rows_p[0], *triples, *settings)
+            self.step = train_epoch_one_thread(*state)
         else:
-            self.step = train_epoch(self.users, self.products, self.bias, *self.stamps, self.rows_u, self.rows_p,
-                                    self.touched, *triples, *settings)
+            self.arrived[0] = 0
+            self.step = train_epoch(*state, workers(len(self.rows_u)), self.arrived)
 
 
 def load_kernel() -> None:

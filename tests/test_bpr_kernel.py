@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from prodvec.producers import bpr_kernel
 from prodvec.producers.bpr import Trainer
 from prodvec.producers.bpr_kernel import shuffle_epoch
 
@@ -65,7 +66,7 @@ def test_a_row_no_batch_touches_does_not_move():
     assert all(not trainer.part(t, "grad").any() for t in ("users", "products", "bias"))  # zero for the next batch
 
 
-def test_any_number_of_threads_gives_the_one_thread_result_bit_for_bit():
+def test_any_number_of_threads_gives_the_one_thread_result_bit_for_bit(monkeypatch):
     # Enough rows for every part to own several 16-row blocks, and a skewed choice of products so that the
     # parts' shares of a batch differ; parts above the thread count run one after another, same result.
     rng = np.random.default_rng(2)
@@ -78,16 +79,20 @@ def test_any_number_of_threads_gives_the_one_thread_result_bit_for_bit():
         p = np.minimum(rng.zipf(1.3, 5000) - 1, n_products - 1)
         epochs.append((u, p, rng.integers(0, n_products, 5000), rng.uniform(0.5, 3, 5000).astype(np.float32)))
     trained = {}
-    for parts in (1, 2, 3, 5):
-        trainer = Trainer(gamma_u.copy(), gamma_p.copy(), batch_size=1024, lr=0.02, l2=1e-4, parts=parts)
-        for epoch in epochs:
-            trainer.epoch(*epoch)
+    for parts in (1, 2, 3, 5, "3 on one worker"):
+        with monkeypatch.context() as patch:
+            if isinstance(parts, str):  # the parts in turn on one thread: numba's TBB layer (bpr_kernel.workers)
+                patch.setattr(bpr_kernel, "workers", lambda parts: 1)
+            trainer = Trainer(gamma_u.copy(), gamma_p.copy(), batch_size=1024, lr=0.02, l2=1e-4,
+                              parts=int(str(parts)[0]))
+            for epoch in epochs:
+                trainer.epoch(*epoch)
         trained[parts] = trainer
     # The one-thread entry is another compiled function making the same sums in the same order: bit for bit too
     # (which holds across a fresh compile and numba's cache only without fastmath's "nsz", see bpr_kernel.FAST).
     for table in ("users", "products", "bias"):
         for what in ("param", "m", "v"):
-            for parts in (2, 3, 5):
+            for parts in (2, 3, 5, "3 on one worker"):
                 np.testing.assert_array_equal(trained[parts].part(table, what), trained[1].part(table, what))
     assert np.abs(trained[1].gamma_p - gamma_p).max() > 0.01
 
