@@ -31,9 +31,8 @@ def critical_path(users, products, weights, n_products, parts: int, batch: int =
     from prodvec.producers.bpr import Trainer
 
     init = np.random.default_rng(5)
-    trainer = Trainer(init.normal(0, 0.1, (users.max() + 1, dim)).astype(np.float32),
-                      init.normal(0, 0.1, (n_products, dim)).astype(np.float32), batch, lr, l2, parts=parts)
-    t = trainer
+    t = Trainer(init.normal(0, 0.1, (users.max() + 1, dim)).astype(np.float32),
+                init.normal(0, 0.1, (n_products, dim)).astype(np.float32), batch, lr, l2, parts=parts)
     rng, step, n = np.random.default_rng(0), 0, len(users)
     spent = np.zeros(2)
     for _ in range(epochs):

@@ -41,13 +41,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
-def all_families() -> tuple[str, ...]:
-    """Every registered producer, fusions last (they read the others' snapshots)."""
-    from prodvec.producers import all_families as registered
-
-    return registered()
-
-
 # --------------------------------------------------------------------------- child stages
 def _generate(shop_dir: str, n: str) -> dict:
     from prodvec.generator import GeneratorConfig, generate_shop
@@ -235,7 +228,7 @@ def run(sizes: list[int], work: Path, families=None, myntra: Path | None = None,
     value} (e.g. fewer epochs, to probe a costly family's growth cheaply; the stage results kept in `work`
     do not record them, so give such a run its own `work`).
     """
-    from prodvec.producers import is_fusion
+    from prodvec.producers import all_families, is_fusion
 
     families = list(all_families() if families is None else families)
     families = [f for f in families if not is_fusion(f)] + [f for f in families if is_fusion(f)]

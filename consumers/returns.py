@@ -168,8 +168,7 @@ def content_scores(x_train: np.ndarray, residual: np.ndarray, x_test: np.ndarray
     # Each fold's raw sums once; a fit's (all folds but one) centred Gram matrix follows from the totals
     # minus the held-out fold's. The Gram products are the step's cost (rows × width², width 1,920 for a
     # 640-d concatenation): one pass over the rows where refitting on four folds of five cost four.
-    x64 = x_train.astype(np.float64)
-    parts = {f: _sums(x64[train_fold == f], residual[train_fold == f]) for f in folds}
+    parts = {f: _sums(x_train[train_fold == f].astype(np.float64), residual[train_fold == f]) for f in folds}
     total = [sum(part[i] for part in parts.values()) for i in range(5)]
     fits = {}
     for f in folds:

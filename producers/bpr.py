@@ -145,11 +145,13 @@ class Trainer:
 
     def __init__(self, gamma_u: np.ndarray, gamma_p: np.ndarray, batch_size: int, lr: float, l2: float,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, parts: int | None = None):
-        from prodvec.producers.bpr_kernel import PARAM, threads
+        from prodvec.producers.bpr_kernel import PARAM, threads, workers
 
         parts = threads() if parts is None else parts
         if parts < 1:
             raise ValueError(f"parts must be at least 1, got {parts}")
+        # The threads that run the parts (numba's threading layer and count), found once, not every epoch.
+        self.workers = workers(parts) if parts > 1 else 1
         self.users = np.zeros((len(gamma_u), 4, gamma_u.shape[1]), np.float32)
         self.products = np.zeros((len(gamma_p), 4, gamma_p.shape[1]), np.float32)
         self.bias = np.zeros((len(gamma_p), 4, 1), np.float32)
@@ -179,7 +181,7 @@ class Trainer:
     def epoch(self, users: np.ndarray, products: np.ndarray, negatives: np.ndarray, weights: np.ndarray) -> None:
         """One pass over the triples (users[i], products[i], negatives[i]) weighted by weights[i], in batches
         of `batch_size`."""
-        from prodvec.producers.bpr_kernel import train_epoch, train_epoch_one_thread, workers
+        from prodvec.producers.bpr_kernel import train_epoch, train_epoch_one_thread
 
         if not len(users) == len(products) == len(negatives) == len(weights):
             raise ValueError(f"triples of unequal lengths: {len(users)} users, {len(products)} products, "
@@ -193,7 +195,7 @@ class Trainer:
             self.step = train_epoch_one_thread(*state)
         else:
             self.arrived[0] = 0
-            self.step = train_epoch(*state, workers(len(self.rows_u)), self.arrived)
+            self.step = train_epoch(*state, self.workers, self.arrived)
 
 
 def load_kernel() -> None:
