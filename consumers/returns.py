@@ -21,14 +21,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.linalg
+from joblib import delayed
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from prodvec.core import columns as C
+from prodvec.consumers.evaluation import fit_side_by_side
 from prodvec.consumers.features import historical_embeddings, user_history
 from prodvec.consumers.return_features import return_features
 from prodvec.consumers.user_profiles import historical_profiles, home_of, profile_rows, write_profiles
-from prodvec.core import feast_ops
 from prodvec.core.embeddings import InsufficientData
 from prodvec.core.shop.model import Shop
 from prodvec.core.shop.truth import ORDERS_TRUTH_FILE, truth_dir
@@ -108,16 +110,21 @@ def user_context(fs, orders: pd.DataFrame, view: str,
     at = orders.rename(columns={C.ORDERED_AT: C.EVENT_TIMESTAMP})
     profile = historical_profiles(fs, at, [view])[view]
     product, found = embedded if embedded is not None else historical_embeddings(fs, at, [view])[view]
+    context = context_frame(product, found, profile["kept"], profile["returned"],
+                            profile["n_bought"] - profile["n_returned"])
+    return context.set_axis(orders.index), profile["kept"], profile["returned"]
 
+
+def context_frame(product: np.ndarray, found: np.ndarray, kept: np.ndarray, returned: np.ndarray,
+                  n_kept: np.ndarray) -> pd.DataFrame:
+    """The user-context features of `user_context` from the rows' product vectors and profiles."""
     def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
         return np.where((norms > 0) & found, (a * b).sum(1) / np.maximum(norms, 1e-12), np.nan)
 
-    kept, returned = profile["kept"], profile["returned"]
-    frame = pd.DataFrame({"cos_user_kept": cosine(product, kept), "cos_user_returned": cosine(product, returned),
-                          "cos_user_kept_minus_returned": cosine(product, kept - returned),
-                          "user_kept_before": profile["n_bought"] - profile["n_returned"]}, index=orders.index)
-    return frame, kept, returned
+    return pd.DataFrame({"cos_user_kept": cosine(product, kept), "cos_user_returned": cosine(product, returned),
+                         "cos_user_kept_minus_returned": cosine(product, kept - returned),
+                         "user_kept_before": n_kept})
 
 
 def product_folds(train_products: pd.Series, test_products: pd.Series, seed: int,
@@ -133,13 +140,23 @@ def product_folds(train_products: pd.Series, test_products: pd.Series, seed: int
     return fold[products.get_indexer(train_products.astype(str))], np.where(at_test >= 0, fold[at_test], -1)
 
 
-def shop_residuals(x_train: pd.DataFrame, y_train: np.ndarray, train_fold: np.ndarray, seed: int) -> np.ndarray:
-    """What the shop-side model leaves unexplained on each training row: label minus its out-of-product-fold probability."""
+def shop_residuals(x_train: pd.DataFrame, y_train: np.ndarray, train_fold: np.ndarray, seed: int,
+                   jobs: int | None = 1) -> np.ndarray:
+    """What the shop-side model leaves unexplained on each training row: label minus its out-of-product-fold probability.
+
+    `jobs`: processes fitting the folds side by side (`fit_side_by_side`; the same numbers for any count).
+    """
     out = np.empty(len(y_train))
-    for f in np.unique(train_fold):
-        held = train_fold == f
-        out[held] = y_train[held] - _model(seed).fit(x_train[~held], y_train[~held]).predict_proba(x_train[held])[:, 1]
+    folds = np.unique(train_fold)
+    held = [train_fold == f for f in folds]
+    fitted = fit_side_by_side((delayed(_fit_predict)(x_train[~h], y_train[~h], x_train[h], seed) for h in held), jobs)
+    for h, probability in zip(held, fitted):
+        out[h] = y_train[h] - probability
     return out
+
+
+def _fit_predict(x_train: pd.DataFrame, y_train: np.ndarray, x_test: pd.DataFrame, seed: int) -> np.ndarray:
+    return _model(seed).fit(x_train, y_train).predict_proba(x_test)[:, 1]
 
 
 def content_scores(x_train: np.ndarray, residual: np.ndarray, x_test: np.ndarray, train_fold: np.ndarray,
@@ -184,7 +201,11 @@ def content_scores(x_train: np.ndarray, residual: np.ndarray, x_test: np.ndarray
         # moved +0.0005, from -0.0035 (unified_proj) to +0.0066, about the spread of refits.
         # Penalties in units of the mean variance, so the grid fits any width and norm of vectors.
         alphas = np.array(RIDGE_ALPHAS) * max(np.trace(gram) / len(gram), 1e-12)
-        weights = np.stack([np.linalg.solve(gram + a * np.eye(len(gram)), moment) for a in alphas], axis=1)
+        # G + aI is positive definite: a Cholesky solve costs half of the general (LU) one, which was most
+        # of the ridge's time at width 1,920 (unified_concat).
+        weights = np.stack([scipy.linalg.cho_solve(scipy.linalg.cho_factor(gram + a * np.eye(len(gram)),
+                                                                           overwrite_a=True, check_finite=False),
+                                                   moment, check_finite=False) for a in alphas], axis=1)
         fits[f] = (mean, weights, y_mean)
 
     def predict(f, x: np.ndarray) -> np.ndarray:
@@ -208,12 +229,20 @@ def _sums(x: np.ndarray, y: np.ndarray) -> tuple:
 
 
 def refresh_profiles(fs, home, orders: pd.DataFrame, views: list[str],
-                     embedded: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
-    """Rebuild the user-profile tables of `views` from every order line and register them with Feast."""
-    for view in views:
-        matrix, found = embedded[view]
-        write_profiles(home, view, profile_rows(orders, matrix, found), matrix.shape[1])
+                     embedded: dict[str, tuple[np.ndarray, np.ndarray]], jobs: int | None = 1) -> None:
+    """Rebuild the user-profile tables of `views` from every order line and register them with Feast.
+
+    `jobs`: processes building and writing the tables side by side (one per view).
+    """
+    from prodvec.core import feast_ops
+
+    lines = orders[[C.USER_ID, C.ORDERED_AT, C.RETURNED, C.RETURNED_AT]]
+    fit_side_by_side((delayed(_write_profile_table)(home, view, lines, *embedded[view]) for view in views), jobs)
     feast_ops.apply(fs, home)
+
+
+def _write_profile_table(home, view: str, lines: pd.DataFrame, matrix: np.ndarray, found: np.ndarray) -> None:
+    write_profiles(home, view, profile_rows(lines, matrix, found), matrix.shape[1])
 
 
 def _design(base: pd.DataFrame, score: np.ndarray, found: np.ndarray, context: pd.DataFrame) -> pd.DataFrame:
@@ -246,48 +275,81 @@ def oracle_row(shop: Shop, test: pd.DataFrame) -> dict | None:
             "train_orders": 0, "test_orders": int(known.sum()), "test_rows_with_embedding": float("nan")}
 
 
-def evaluate_returns(shop: Shop, fs, views: dict[str, str], task: ReturnTask, home=None) -> pd.DataFrame:
+def evaluate_returns(shop: Shop, fs, views: dict[str, str], task: ReturnTask, home=None,
+                     jobs: int | None = None) -> pd.DataFrame:
     """One row per family (and the baseline, and the oracle where truth exists): ROC-AUC and PR-AUC on later orders.
 
     `views` maps family -> Feast feature view to read; `home` (default: the
-    store's own) is where the user-profile tables are written.
+    store's own) is where the user-profile tables are written. `jobs`:
+    processes fitting the families' models side by side [default: one per
+    core]; every Feast read stays in this process, and the numbers are the
+    same for any count.
     """
     train, test = split_orders(shop, task)
     if train.empty or test.empty or train[C.RETURNED].nunique() < 2:
         raise InsufficientData(f"return task: {len(train)} train and {len(test)} test orders around "
                                f"{task.eval_cutoff}; need both, with returned and kept lines")
-    # Every order line once, as of its own time: rows for the model and the users' histories.
+    # Every order line once, as of its own time: the users' histories are built from all of them.
     orders = shop.orders
-    embedded = historical_embeddings(fs, orders.rename(columns={C.ORDERED_AT: C.EVENT_TIMESTAMP}),
-                                     list(views.values()))
-    refresh_profiles(fs, home if home is not None else home_of(fs), orders, list(views.values()), embedded)
+    at = orders.rename(columns={C.ORDERED_AT: C.EVENT_TIMESTAMP})
+    embedded = historical_embeddings(fs, at, list(views.values()))
+    refresh_profiles(fs, home if home is not None else home_of(fs), orders, list(views.values()), embedded, jobs)
     base_train, base_test = shop_side_design(shop, train, test)
     y_train, y_test = train[C.RETURNED].to_numpy(bool), test[C.RETURNED].to_numpy(bool)
     at_train, at_test = orders.index.get_indexer(train[ORDER_ROW]), orders.index.get_indexer(test[ORDER_ROW])
     train_fold, test_fold = product_folds(train[C.PRODUCT_ID], test[C.PRODUCT_ID], task.seed)
-    residual = shop_residuals(base_train, y_train, train_fold, task.seed) if views else None
+    residual = shop_residuals(base_train, y_train, train_fold, task.seed, jobs) if views else None
+    # The model's rows only (train, then test), every family's profile in one point-in-time read.
+    lines = np.r_[at_train, at_test]
+    profiles = historical_profiles(fs, at.iloc[lines], list(views.values())) if views else {}
+
+    def family_rows(view: str) -> FamilyRows:
+        matrix, found = embedded[view]
+        profile = profiles[view]
+        return FamilyRows(matrix[lines], found[lines], profile["kept"], profile["returned"],
+                          profile["n_bought"] - profile["n_returned"], residual, train_fold, test_fold)
+
+    names = [BASELINE, *views]
+    scores = fit_side_by_side([delayed(fit_and_score)(base_train, base_test, y_train, task.seed)]
+                              + [delayed(fit_and_score)(base_train, base_test, y_train, task.seed, family_rows(view))
+                                 for view in views.values()], jobs)
     rows = []
-    for family, view in [(BASELINE, None), *views.items()]:
-        x_train, x_test, f_test = base_train, base_test, None
-        if view is not None:
-            matrix, found = embedded[view]
-            # The user's returns count in the context only once known at the train rows' time
-            # (the `orders` labels are final ones; sums_before keeps to returned_at < order time).
-            context, kept, returned = user_context(fs, orders, view, embedded[view])
-            vectors = _vectors(matrix, kept, returned)
-            s_train, s_test = content_scores(vectors[at_train], residual, vectors[at_test], train_fold, test_fold)
-            x_train = _design(base_train, s_train, found[at_train], context.iloc[at_train])
-            x_test = _design(base_test, s_test, found[at_test], context.iloc[at_test])
-            f_test = found[at_test]
-        model = _model(task.seed)
-        model.fit(x_train, y_train)
-        scores = model.predict_proba(x_test)[:, 1]
+    for family, score, found in zip(names, scores, [None, *(embedded[v][1][at_test] for v in views.values())]):
         rows.append({
-            "family": family, "view": view or "",
-            "return_auc": roc_auc_score(y_test, scores),
-            "return_pr_auc": average_precision_score(y_test, scores),
+            "family": family, "view": views.get(family, ""),
+            "return_auc": roc_auc_score(y_test, score),
+            "return_pr_auc": average_precision_score(y_test, score),
             "train_orders": len(train), "test_orders": len(test),
-            "test_rows_with_embedding": float(f_test.mean()) if f_test is not None else float("nan"),
+            "test_rows_with_embedding": float(found.mean()) if found is not None else float("nan"),
         })
     oracle = oracle_row(shop, test)
     return pd.DataFrame(rows + ([oracle] if oracle else []))
+
+
+@dataclass(frozen=True)
+class FamilyRows:
+    """What one family adds to the model's rows (training rows first, then test rows)."""
+
+    product: np.ndarray  # each row's product vector as served at its order time
+    found: np.ndarray
+    kept: np.ndarray  # the user's profile just before the order
+    returned: np.ndarray
+    n_kept: np.ndarray
+    residual: np.ndarray  # shop_residuals of the training rows
+    train_fold: np.ndarray
+    test_fold: np.ndarray
+
+
+def fit_and_score(base_train: pd.DataFrame, base_test: pd.DataFrame, y_train: np.ndarray, seed: int,
+                  family: FamilyRows | None = None) -> np.ndarray:
+    """The return model on the shop-side features (and one family's, if given): its scores of the test rows."""
+    x_train, x_test = base_train, base_test
+    if family is not None:
+        n = len(base_train)
+        context = context_frame(family.product, family.found, family.kept, family.returned, family.n_kept)
+        vectors = _vectors(family.product, family.kept, family.returned)
+        s_train, s_test = content_scores(vectors[:n], family.residual, vectors[n:], family.train_fold,
+                                         family.test_fold)
+        x_train = _design(base_train, s_train, family.found[:n], context.iloc[:n])
+        x_test = _design(base_test, s_test, family.found[n:], context.iloc[n:])
+    return _model(seed).fit(x_train, y_train).predict_proba(x_test)[:, 1]

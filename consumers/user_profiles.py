@@ -25,7 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prodvec.core import columns as C
-from prodvec.core.feast_defs import USER_DIR, user_view_name
+# Not feast_defs: the return model's worker processes import this module, and Feast costs each seconds.
+from prodvec.core.snapshots import USER_DIR, user_view_name
 
 # A profile row counts from just after its event: an order never reads its own line.
 STAMP_DELAY = pd.Timedelta(seconds=1)
@@ -54,31 +55,32 @@ def profile_rows(orders: pd.DataFrame, matrix: np.ndarray, found: np.ndarray) ->
     vectors = np.vstack([unit[found], unit[back]]).astype(np.float64)
     order = np.lexsort((t, user))
     user, t, ret, vectors = user[order], t[order], ret[order], vectors[order]
-    # Running sums per user: a global cumsum minus its value where the user's run starts.
+    # Running sums per user: a global cumsum minus its value where the user's run starts, kept only at
+    # the last event of each (user, time) (the state a row is stamped with).
     start = np.r_[True, user[1:] != user[:-1]]
-    run = np.cumsum(start) - 1
+    last = np.r_[(user[1:] != user[:-1]) | (t[1:] != t[:-1]), True]
+    run_of_last = (np.cumsum(start) - 1)[last]
 
     def running(values: np.ndarray) -> np.ndarray:
         total = np.cumsum(values, axis=0)
         before = np.vstack([np.zeros((1,) + values.shape[1:]), total])[np.flatnonzero(start)]
-        return total - before[run]
+        return total[last] - before[run_of_last]
 
-    bought_sum = running(vectors * ~ret[:, None])
+    # Kept = bought minus returned, so one running sum of the signed vectors; returns have their own.
+    kept_sum = running(np.where(ret[:, None], -vectors, vectors))
     returned_sum = running(vectors * ret[:, None])
     n_bought = running((~ret).astype(float)[:, None])[:, 0]
     n_returned = running(ret.astype(float)[:, None])[:, 0]
-    # The state after the last event at each (user, time).
-    last = np.r_[(user[1:] != user[:-1]) | (t[1:] != t[:-1]), True]
     kept_n = np.maximum(n_bought - n_returned, 0)
-    kept = np.where(kept_n[:, None] > 0, (bought_sum - returned_sum) / np.maximum(kept_n, 1)[:, None], 0.0)
+    kept = np.where(kept_n[:, None] > 0, kept_sum / np.maximum(kept_n, 1)[:, None], 0.0)
     returned = np.where(n_returned[:, None] > 0, returned_sum / np.maximum(n_returned, 1)[:, None], 0.0)
     return pd.DataFrame({
         C.USER_ID: user[last],
         C.EVENT_TIMESTAMP: pd.to_datetime(t[last] + STAMP_DELAY.to_timedelta64(), utc=True),
-        "kept": list(kept[last].astype(np.float32)),
-        "returned": list(returned[last].astype(np.float32)),
-        "n_bought": n_bought[last].astype(np.float32),
-        "n_returned": n_returned[last].astype(np.float32),
+        "kept": list(kept.astype(np.float32)),
+        "returned": list(returned.astype(np.float32)),
+        "n_bought": n_bought.astype(np.float32),
+        "n_returned": n_returned.astype(np.float32),
     })
 
 

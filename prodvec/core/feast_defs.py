@@ -16,7 +16,7 @@ from feast.types import Array, Float32
 import pyarrow.parquet as pq
 
 from prodvec.core import columns as C
-from prodvec.core.snapshots import SnapshotStore, default_home, view_name
+from prodvec.core.snapshots import USER_DIR, SnapshotStore, default_home, view_name
 
 PROJECT = "prodvec"
 # A snapshot stays valid until a newer one supersedes it; the ttl only bounds
@@ -35,13 +35,8 @@ product = Entity(
 
 
 # User profiles in product space (consumers/user_profiles.py writes them here, one table per product view).
-USER_DIR = "users"
 user = Entity(name="user", join_keys=[C.USER_ID], value_type=ValueType.STRING,
               description="A shopper (orders.parquet user_id)")
-
-
-def user_view_name(product_view: str) -> str:
-    return "user_" + product_view.removeprefix("product_")
 
 
 def user_view(path: Path) -> FeatureView:

@@ -77,6 +77,14 @@ def view_name(family: str, version: int) -> str:
     return f"product_{family}_v{version}"
 
 
+# The user-profile tables of the product views (`consumers.user_profiles`), under <home>/USER_DIR.
+USER_DIR = "users"
+
+
+def user_view_name(product_view: str) -> str:
+    return "user_" + product_view.removeprefix("product_")
+
+
 @dataclass(frozen=True)
 class SnapshotRef:
     family: str
