@@ -148,3 +148,20 @@ def test_the_return_model_reads_user_profiles_through_feast_and_shows_the_oracle
     profile = historical_profiles(fs, at, [views["text_dae"]])[views["text_dae"]]
     added = profile["n_bought"][30:] - profile["n_bought"][:30]
     assert (added >= 0).all() and (added >= 1).mean() > 0.8
+
+
+@pytest.mark.integration
+def test_the_return_model_scores_the_same_fitted_side_by_side_as_one_after_another(served_home):
+    from prodvec.consumers.returns import ReturnTask, evaluate_returns
+    from prodvec.core import feast_ops
+    from prodvec.core.snapshots import SnapshotStore, latest_views
+
+    shop, home = served_home.shop, served_home.home
+    fs = feast_ops.open_store(home)
+    views = latest_views(SnapshotStore(home))
+    task = ReturnTask(eval_cutoff=served_home.schedule.eval_cutoff(shop))
+    # Worker processes fit the families' models; the parent reads Feast. Nothing may depend on which does what.
+    side_by_side = evaluate_returns(shop, fs, views, task, jobs=2)
+    in_turn = evaluate_returns(shop, fs, views, task, jobs=1)
+    assert len(side_by_side) == len(views) + 2  # every family, the baseline, the oracle
+    pd.testing.assert_frame_equal(side_by_side, in_turn)
