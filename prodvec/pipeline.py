@@ -160,7 +160,8 @@ def run_pipeline(shop: Shop, home: Path, *, families=BACKBONE_FAMILIES, schedule
             # boosted trees open a short parallel region per node, and under the CLI's passive OpenMP
             # waits each one wakes a sleeping thread (the step took 68.7 s with two such threads against
             # 56.3 s with one, in a fresh process on the demo-full home; in `make demo-full` 86-99 s
-            # before, 45-50 s after, with the content score's one pass over the rows).
+            # before, 45-50 s after, with the content score's one pass over the rows). The families' fits
+            # run in worker processes of one thread each (`evaluate_returns`' jobs): 35 s there.
             with threadpool_limits(1):
                 result.returns = evaluate_returns(shop, fs, latest_views(store), task)
             result.returns_task = task
