@@ -97,28 +97,16 @@ def _model(seed: int):
                                           categorical_features="from_dtype", random_state=seed)
 
 
-def user_context(fs, orders: pd.DataFrame, view: str,
-                 embedded: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """Per order line: how its product sits against the user's profile as it stood just before (and the profile).
-
-    The profile (mean of the products the user kept, mean of those they sent
-    back, counts) comes from the `user_<family>_v<N>` Feast view through
-    `get_historical_features`, point-in-time; cosines are NaN where the user
-    has no such history (gradient boosting reads NaN as "unknown").
-    `embedded`: the order lines' product vectors of `view` (matrix, found), where the caller
-    already read them for these same rows; otherwise they are read here.
-    """
-    at = orders.rename(columns={C.ORDERED_AT: C.EVENT_TIMESTAMP})
-    profile = historical_profiles(fs, at, [view])[view]
-    product, found = embedded if embedded is not None else historical_embeddings(fs, at, [view])[view]
-    context = context_frame(product, found, profile["kept"], profile["returned"],
-                            profile["n_bought"] - profile["n_returned"])
-    return context.set_axis(orders.index), profile["kept"], profile["returned"]
-
-
 def context_frame(product: np.ndarray, found: np.ndarray, kept: np.ndarray, returned: np.ndarray,
                   n_kept: np.ndarray) -> pd.DataFrame:
-    """The user-context features of `user_context` from the rows' product vectors and profiles."""
+    """Per order line: how its product sits against the user's profile as it stood just before.
+
+    The profile (mean of the products the user kept, mean of those they sent
+    back, how many they kept) comes from the `user_<family>_v<N>` Feast view
+    through `get_historical_features`, point-in-time (`evaluate_returns`);
+    cosines are NaN where the user has no such history (gradient boosting
+    reads NaN as "unknown").
+    """
     def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
         return np.where((norms > 0) & found, (a * b).sum(1) / np.maximum(norms, 1e-12), np.nan)
@@ -300,8 +288,10 @@ def evaluate_returns(shop: Shop, fs, views: dict[str, str], task: ReturnTask, ho
     at_train, at_test = orders.index.get_indexer(train[ORDER_ROW]), orders.index.get_indexer(test[ORDER_ROW])
     train_fold, test_fold = product_folds(train[C.PRODUCT_ID], test[C.PRODUCT_ID], task.seed)
     residual = shop_residuals(base_train, y_train, train_fold, task.seed, jobs) if views else None
-    # The model's rows only (train, then test), point-in-time. One read per family: Feast's frame of a read
-    # holds every value as a Python object, so one read of all families cost 0.3 GB more at its peak.
+    # The model's rows only (train, then test), point-in-time. A user's returns count only once known at the
+    # row's time (the `orders` labels are final ones; the profile rows are stamped at returned_at). One read
+    # per family: Feast's frame of a read holds every value as a Python object, so one read of all families
+    # cost 0.3 GB more at its peak.
     lines = np.r_[at_train, at_test]
     profiles = {view: historical_profiles(fs, at.iloc[lines], [view])[view] for view in views.values()}
 
