@@ -125,17 +125,25 @@ def test_user_profile_rows_keep_bought_minus_returned_and_count_a_return_from_it
     assert list(a["n_returned"]) == [0, 0, 1] and list(a["n_bought"]) == [1, 2, 2]
 
 
-@pytest.mark.integration
-def test_the_return_model_reads_user_profiles_through_feast_and_shows_the_oracle(served_home):
-    from prodvec.consumers.returns import ORACLE, ReturnTask, evaluate_returns
-    from prodvec.consumers.user_profiles import historical_profiles
+def return_setup(served_home):
+    """(shop, Feast store, served views, the report's return task) of the served test home."""
+    from prodvec.consumers.returns import ReturnTask
     from prodvec.core import feast_ops
     from prodvec.core.snapshots import SnapshotStore, latest_views
 
-    shop, home = served_home.shop, served_home.home
-    fs = feast_ops.open_store(home)
-    views = latest_views(SnapshotStore(home))
-    task = ReturnTask(eval_cutoff=served_home.schedule.eval_cutoff(shop))
+    shop = served_home.shop
+    return (shop, feast_ops.open_store(served_home.home), latest_views(SnapshotStore(served_home.home)),
+            ReturnTask(eval_cutoff=served_home.schedule.eval_cutoff(shop)))
+
+
+@pytest.mark.integration
+def test_the_return_model_reads_user_profiles_through_feast_and_shows_the_oracle(served_home):
+    from prodvec.consumers.returns import ORACLE, evaluate_returns
+    from prodvec.consumers.user_profiles import historical_profiles
+    from prodvec.core.snapshots import SnapshotStore
+
+    shop, fs, views, task = return_setup(served_home)
+    home = served_home.home
     frame = evaluate_returns(shop, fs, views, task).set_index("family")
     assert ORACLE in frame.index and frame.loc[ORACLE, "return_auc"] > 0.7  # the generator's own probabilities
     assert fs.get_feature_view("user_" + views["text_dae"].removeprefix("product_")).entities == ["user"]
@@ -152,14 +160,9 @@ def test_the_return_model_reads_user_profiles_through_feast_and_shows_the_oracle
 
 @pytest.mark.integration
 def test_the_return_model_scores_the_same_fitted_side_by_side_as_one_after_another(served_home):
-    from prodvec.consumers.returns import ReturnTask, evaluate_returns
-    from prodvec.core import feast_ops
-    from prodvec.core.snapshots import SnapshotStore, latest_views
+    from prodvec.consumers.returns import evaluate_returns
 
-    shop, home = served_home.shop, served_home.home
-    fs = feast_ops.open_store(home)
-    views = latest_views(SnapshotStore(home))
-    task = ReturnTask(eval_cutoff=served_home.schedule.eval_cutoff(shop))
+    shop, fs, views, task = return_setup(served_home)
     # Worker processes fit the families' models; the parent reads Feast. Nothing may depend on which does what.
     side_by_side = evaluate_returns(shop, fs, views, task, jobs=2)
     in_turn = evaluate_returns(shop, fs, views, task, jobs=1)
