@@ -293,20 +293,22 @@ def evaluate_returns(shop: Shop, fs, views: dict[str, str], task: ReturnTask, ho
     # per family: Feast's frame of a read holds every value as a Python object, so one read of all families
     # cost 0.3 GB more at its peak.
     lines = np.r_[at_train, at_test]
-    profiles = {view: historical_profiles(fs, at.iloc[lines], [view])[view] for view in views.values()}
+    at_lines = at.iloc[lines]
+    profiles = {view: historical_profiles(fs, at_lines, [view])[view] for view in views.values()}
 
     def family_rows(view: str) -> FamilyRows:
         matrix, found = embedded[view]
         profile = profiles[view]
         return FamilyRows(matrix[lines], found[lines], profile["kept"], profile["returned"],
-                          profile["n_bought"] - profile["n_returned"], residual, train_fold, test_fold)
+                          profile["n_bought"] - profile["n_returned"])
 
     names = [BASELINE, *views]
     # A generator: joblib takes a few calls ahead of the workers, so only those families' rows are copied out
     # at once (all of them: the model's rows times every family's width, three times). joblib may advance it
     # from its callback thread, which is safe because family_rows only slices arrays already read.
     calls = itertools.chain([delayed(fit_and_score)(base_train, base_test, y_train, task.seed)],
-                            (delayed(fit_and_score)(base_train, base_test, y_train, task.seed, family_rows(view))
+                            (delayed(fit_and_score)(base_train, base_test, y_train, task.seed, family_rows(view),
+                                                    (residual, train_fold, test_fold))
                              for view in views.values()))
     scores = fit_side_by_side(calls, jobs)
     rows = []
@@ -331,21 +333,22 @@ class FamilyRows:
     kept: np.ndarray  # the user's profile just before the order
     returned: np.ndarray
     n_kept: np.ndarray
-    residual: np.ndarray  # shop_residuals of the training rows
-    train_fold: np.ndarray
-    test_fold: np.ndarray
 
 
 def fit_and_score(base_train: pd.DataFrame, base_test: pd.DataFrame, y_train: np.ndarray, seed: int,
-                  family: FamilyRows | None = None) -> np.ndarray:
-    """The return model on the shop-side features (and one family's, if given): its scores of the test rows."""
+                  family: FamilyRows | None = None, folds: tuple | None = None) -> np.ndarray:
+    """The return model on the shop-side features (and one family's, if given): its scores of the test rows.
+
+    `folds`: what every family's content score is fitted with, (shop_residuals of the training rows,
+    product fold of each training row, of each test row).
+    """
     x_train, x_test = base_train, base_test
     if family is not None:
         n = len(base_train)
         context = context_frame(family.product, family.found, family.kept, family.returned, family.n_kept)
         vectors = _vectors(family.product, family.kept, family.returned)
-        s_train, s_test = content_scores(vectors[:n], family.residual, vectors[n:], family.train_fold,
-                                         family.test_fold)
+        residual, train_fold, test_fold = folds
+        s_train, s_test = content_scores(vectors[:n], residual, vectors[n:], train_fold, test_fold)
         x_train = _design(base_train, s_train, family.found[:n], context.iloc[:n])
         x_test = _design(base_test, s_test, family.found[n:], context.iloc[n:])
     return _model(seed).fit(x_train, y_train).predict_proba(x_test)[:, 1]
