@@ -2,7 +2,7 @@
 
 Run after `make demo`:
 
-    .venv/bin/python -m prodvec.consumers.join_embeddings                    # unified, on sample order lines
+    .venv/bin/python -m prodvec.consumers.join_embeddings                    # unified_blend, on sample order lines
     .venv/bin/python -m prodvec.consumers.join_embeddings --family text_dae --home workspace
 
 Your entity dataframe needs `product_id` and `event_timestamp` (tz-aware UTC:
@@ -39,7 +39,7 @@ def join_embeddings(entity_df: pd.DataFrame, family: str, home: str | Path = "wo
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--family", default="unified")
+    parser.add_argument("--family", default="unified_blend")
     parser.add_argument("--home", default="workspace")
     parser.add_argument("--shop", default="workspace/shop")
     args = parser.parse_args(argv)

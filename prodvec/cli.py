@@ -396,7 +396,7 @@ def materialize(home: Path | None, online: str):
 
 @main.command()
 @click.argument("product_id", required=False)
-@click.option("--family", default="unified", show_default=True, help="Which served embedding to search.")
+@click.option("--family", default="unified_blend", show_default=True, help="Which served embedding to search.")
 @click.option("-k", type=int, default=10, show_default=True)
 @click.option("--vector", default=None, help="A query vector instead of a product: comma-separated floats.")
 @click.option("--session", default=None, help="A session's products instead: comma-separated ids (excluded from the answer).")
@@ -543,7 +543,7 @@ def real_report(data: Path | None, out_dir: Path, work: Path):
 @HOME_OPTION
 @ONLINE_OPTION
 @click.option("--family", "families", multiple=True,
-              help="Families to train, repeatable; 'all' for every registered one [default: text_dae clicks_bpr unified unified_concat].")
+              help="Families to train, repeatable; 'all' for every registered one [default: text_dae clicks_bpr unified unified_concat unified_blend].")
 @click.option("--every", "every_days", type=int, default=28, show_default=True, help="Days between retrains.")
 @click.option("--first", "first_days", type=int, default=28, show_default=True,
               help="Days after the shop opens of the first cutoff.")

@@ -25,7 +25,7 @@ from prodvec.core.snapshots import SnapshotStore, latest_views
 from prodvec.validation import shop_suite
 from prodvec.validation.verdict import docs_root
 
-BACKBONE_FAMILIES = ("text_dae", "clicks_bpr", "unified", "unified_concat")
+BACKBONE_FAMILIES = ("text_dae", "clicks_bpr", "unified", "unified_concat", "unified_blend")
 
 
 @dataclass(frozen=True)

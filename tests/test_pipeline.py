@@ -67,7 +67,8 @@ def test_every_family_is_served_and_readable_online(demo):
     shop, home, _ = demo
     fs = feast_ops.open_store(home)
     views = sorted(v.name for v in fs.list_feature_views())
-    products = ["product_clicks_bpr_v1", "product_text_dae_v1", "product_unified_concat_v1", "product_unified_v1"]
+    products = ["product_clicks_bpr_v1", "product_text_dae_v1", "product_unified_blend_v1", "product_unified_concat_v1",
+                "product_unified_v1"]
     # Beside each product view, the return model's user profiles in its space (entity user).
     assert views == sorted(products + [v.replace("product_", "user_", 1) for v in products])
     product = pd.read_parquet(shop / "products.parquet")["product_id"].iloc[0]

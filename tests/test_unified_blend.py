@@ -39,7 +39,8 @@ def test_the_two_part_basis_puts_cosine_on_the_weighted_block_and_keeps_the_ligh
     b = normalise(rng.normal(size=(600, 6)))
     x = np.hstack([a, b])
     centred = x - x.mean(0)
-    basis = two_part_basis(centred, [6, 6], [0.0, 1.0], content_weight=0.02, dim=8, content_dims=4)
+    basis = two_part_basis(centred, [6, 6], [0.0, 1.0], content_weight=0.02, cosine_dims=4, content_dims=4,
+                           complete=[True, True])
     y = centred @ basis
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
     assert cross_val_score(probe, y, labels, cv=3).mean() > 0.8  # the content part still carries block a
@@ -48,6 +49,47 @@ def test_the_two_part_basis_puts_cosine_on_the_weighted_block_and_keeps_the_ligh
     cos = (unit[:300] * unit[300:]).sum(1)
     assert np.corrcoef(cos, (ub[:300] * ub[300:]).sum(1))[0, 1] > 0.8
     assert abs(np.corrcoef(cos, (ua[:300] * ua[300:]).sum(1))[0, 1]) < 0.3
+
+
+def test_a_probe_trained_on_clicked_products_reads_the_content_part_of_cold_ones_the_same_way():
+    rng = np.random.default_rng(5)
+    n, classes = 1200, 4
+    labels = rng.integers(0, classes, n)
+    signal = np.eye(classes)[labels]
+    # Text knows the label for every product; clicks know it too, but a third of the products (cold) have none.
+    text = normalise(signal @ rng.normal(size=(classes, 8)) + rng.normal(scale=1.5, size=(n, 8)))
+    clicks = normalise(signal @ rng.normal(size=(classes, 8)) + rng.normal(scale=0.3, size=(n, 8)))
+    cold = rng.random(n) < 1 / 3
+    x = np.hstack([text, np.where(cold[:, None], 0.0, clicks)])
+    centred = x - x.mean(0)
+    basis = two_part_basis(centred, [8, 8], [0.0, 1.0], content_weight=0.02, cosine_dims=2, content_dims=10,
+                           complete=[True, False])
+    # The content part reads the text block only: a cold product's content coordinates are what its text says.
+    np.testing.assert_array_equal(basis[8:, 2:], 0.0)
+    content = centred @ basis[:, 2:]
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(content[~cold], labels[~cold])
+    mixed = centred @ two_part_basis(centred, [8, 8], [0.0, 1.0], content_weight=0.02, cosine_dims=2, content_dims=10,
+                                     complete=[True, True])[:, 2:]
+    probe_mixed = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(mixed[~cold], labels[~cold])
+    # With clicks mixed into the content axes, a probe leans on them and misreads the cold products.
+    assert probe.score(content[cold], labels[cold]) > probe_mixed.score(mixed[cold], labels[cold]) + 0.15
+
+
+def test_the_content_part_leaves_out_the_directions_that_hold_almost_nothing():
+    rng = np.random.default_rng(6)
+    n = 800
+    # A 12-dimensional block whose variance lives in 4 directions (the rest ~1e-4 of it), as text_dae's does.
+    strong = rng.normal(size=(n, 4)) @ np.linalg.qr(rng.normal(size=(12, 12)))[0][:4]
+    block = normalise(strong + rng.normal(scale=1e-3, size=(n, 12)))
+    other = normalise(rng.normal(size=(n, 4)))
+    x = np.hstack([block, other])
+    centred = x - x.mean(0)
+    basis = two_part_basis(centred, [12, 4], [0.0, 1.0], content_weight=0.02, cosine_dims=4, content_dims=12,
+                           complete=[True, True])
+    # 4 cosine axes (all of the other block), then the strong block's 4 directions and none of its near-empty 8.
+    assert basis.shape[1] == 4 + 4
+    # Without the variance rule (a later snapshot keeping the version's dimension) the count is the one asked.
+    assert two_part_basis(centred, [12, 4], [0.0, 1.0], 0.02, 4, 12, [True, True], kept_variance=None).shape[1] == 16
 
 
 def test_probe_scale_lets_a_probe_that_does_not_standardise_read_the_content_part():
@@ -59,7 +101,8 @@ def test_probe_scale_lets_a_probe_that_does_not_standardise_read_the_content_par
     b = normalise(rng.normal(size=(n, d)))
     x = np.hstack([a, b])
     centred = x - x.mean(0)
-    y = centred @ two_part_basis(centred, [d, d], [0.0, 1.0], content_weight=0.02, dim=24, content_dims=12)
+    y = centred @ two_part_basis(centred, [d, d], [0.0, 1.0], content_weight=0.02, cosine_dims=12, content_dims=12,
+                                 complete=[True, True])
     scaled = y * probe_scale(y)
     assert scaled.std(0).min() == pytest.approx(1.0)
     plain = LogisticRegression(max_iter=1000)  # L2 at C=1 and no StandardScaler, as a simple downstream probe
@@ -110,7 +153,10 @@ def test_first_snapshot_is_provisional_and_the_next_freezes_weights_chosen_on_se
     chosen = card2["selection"]
     assert chosen["validation_auc"] >= chosen["equal_weights_auc"] > 0.5
     emb = store.read(second.ref)
-    assert emb.dim == 16 and set(emb.ids) == set(shop.products["product_id"])  # cold products included
+    # At most `dim`, the same for every snapshot of the version (the first one's: its content part stops at the
+    # axes holding 99.9% of the variance), and every product, cold ones included.
+    assert emb.dim == card2["dim"] == card1["dim"] == store.read(first.ref).dim <= 16
+    assert set(emb.ids) == set(shop.products["product_id"])
     vectors, _ = emb.lookup(shop.products["product_id"])
     assert same_category_share(vectors, truth) > 0.7
     # A later snapshot reuses the frozen axes.
