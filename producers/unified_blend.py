@@ -115,11 +115,11 @@ def two_part_basis(centred: np.ndarray, dims: list[int], weights: list[float], c
     Measured with the report's attributes probe (a product listed after the
     cutoff, standardised logistic regression) on the served families of
     `make demo-full`: macro-F1 0.791 with the content part over all ten
-    modalities, 0.853 over the six complete ones (the cosine part the same).
+    modalities, 0.853 over the five complete ones (the cosine part the same).
 
     Why stop at `kept_variance`: a standardising probe scales every axis to
     one standard deviation, so an axis that holds almost nothing (text_dae
-    keeps 99.9% of its variance in 32 of its 64 directions) comes back as
+    keeps 99.9% of its variance in 31 of its 64 directions) comes back as
     loud as the main ones and the probe fits its noise. With text_dae and
     clicks_bpr alone (`make demo`'s families): 0.660 with all 64 text axes,
     0.715 with the 31 that hold 99.9% (text_dae itself 0.749).
