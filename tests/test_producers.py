@@ -59,7 +59,7 @@ def test_producer_contract(name, shop_and_truth, modality_store):
     again = train(name, shop, modality_store)
     # The dimension the gate will demand: the configured one, or what the model card states (unified_blend's
     # content part stops at the axes holding 99.9% of the variance, so it can serve fewer).
-    expected_dim = producer.output_dim({**producer.card_extras_})
+    expected_dim = producer.output_dim(producer.card_extras_)
     assert expected_dim <= fast(name).get("dim", 64)
     assert first.vectors.shape == (len(first.ids), expected_dim)
     assert first.vectors.dtype == np.float32
