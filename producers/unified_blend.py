@@ -113,16 +113,17 @@ def two_part_basis(centred: np.ndarray, dims: list[int], weights: list[float], c
     missing clicks would have added, and the probe reads that as signal.
     Axes read from complete blocks only mean the same for every product.
     Measured with the report's attributes probe (a product listed after the
-    cutoff, standardised logistic regression) on the served families of
-    `make demo-full`: macro-F1 0.791 with the content part over all ten
-    modalities, 0.853 over the five complete ones (the cosine part the same).
+    cutoff, standardised logistic regression; `benchmarks/blend_content.py`)
+    on the families of `make demo-full`: macro-F1 0.786 with the content part
+    over all ten modalities, 0.853 over the five complete ones (the cosine
+    part the same; text_dae alone 0.749).
 
     Why stop at `kept_variance`: a standardising probe scales every axis to
     one standard deviation, so an axis that holds almost nothing (text_dae
     keeps 99.9% of its variance in 31 of its 64 directions) comes back as
     loud as the main ones and the probe fits its noise. With text_dae and
     clicks_bpr alone (`make demo`'s families): 0.660 with all 64 text axes,
-    0.715 with the 31 that hold 99.9% (text_dae itself 0.749).
+    0.715 with the 32 its version keeps (text_dae itself 0.749).
     """
     bounds = np.cumsum([0] + dims)
     scale = np.concatenate([np.full(b - a, np.sqrt(w)) for a, b, w in zip(bounds[:-1], bounds[1:], weights)])
