@@ -51,20 +51,24 @@ def main() -> None:
     order, weights = fusion["modalities"], fusion["weights"]
     ids = shop.products[C.PRODUCT_ID].to_numpy().astype(str)
 
-    def blocks(ref):
-        """The centred unit-row concatenation of the modality snapshots `ref` was built from, and which rows have any."""
-        parts = {f: store.read(store.get(i)) for f, i in ref.card()["fusion"]["sources"].items()}
+    def sources(ref) -> dict:
+        """The modality snapshots `ref` was built from, by family."""
+        return {f: store.read(store.get(i)) for f, i in ref.card()["fusion"]["sources"].items()}
+
+    def blocks(parts: dict):
+        """The centred unit-row concatenation of `parts`, and which rows have any."""
         x, present = concatenate(ids, parts, order, {f: parts[f].dim for f in order})
         return x.astype(np.float64), present > 0
 
-    x, keep = blocks(frozen)
+    frozen_parts = sources(frozen)
+    x, keep = blocks(frozen_parts)
     mean = x[keep].mean(0)
-    dims = [store.read(store.get(fusion["sources"][f])).dim for f in order]
+    dims = [frozen_parts[f].dim for f in order]
     config = UnifiedBlendConfig()
     content_dims = int(round(config.dim * config.content_share))
     complete = [f in fusion["content_modalities"] for f in order]
 
-    served_content = store.artifacts(newest)["basis"].shape[1] - (config.dim - content_dims)
+    served_content = newest.card()["fusion"]["dim"] - (config.dim - content_dims)
 
     def basis(complete, count):
         return two_part_basis(x[keep] - mean, dims, [weights[f] for f in order], weights[CONTENT],
@@ -77,7 +81,8 @@ def main() -> None:
     test_ref = newest
     train_rows = (listed <= cutoff).to_numpy()
     test_rows = ((listed > cutoff) & (listed <= test_ref.cutoff)).to_numpy()
-    (x_train, found_train), (x_test, found_test) = blocks(train_ref), blocks(test_ref)
+    train_parts, test_parts = sources(train_ref), sources(test_ref)
+    (x_train, found_train), (x_test, found_test) = blocks(train_parts), blocks(test_parts)
 
     def macro_f1(train_vectors, train_found, test_vectors, test_found) -> float:
         features = lambda v, f, rows: np.hstack([v * f[:, None], f[:, None]])[rows]  # noqa: E731 (as the report)
@@ -105,8 +110,8 @@ def main() -> None:
         score = macro_f1((x_train - mean) @ b, found_train, (x_test - mean) @ b, found_test)
         rows.append((name, b.shape[1], score))
     for family in order:
-        train_vectors, train_found = store.read(store.get(train_ref.card()["fusion"]["sources"][family])).lookup(ids)
-        test_vectors, test_found = store.read(store.get(test_ref.card()["fusion"]["sources"][family])).lookup(ids)
+        train_vectors, train_found = train_parts[family].lookup(ids)
+        test_vectors, test_found = test_parts[family].lookup(ids)
         rows.append((family, train_vectors.shape[1], macro_f1(train_vectors, train_found, test_vectors, test_found)))
     print(pd.DataFrame(rows, columns=["vectors", "dims", "attributes macro_f1"]).to_string(index=False,
                                                                                             float_format="%.3f"))

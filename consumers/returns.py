@@ -97,8 +97,18 @@ def _model(seed: int):
                                           categorical_features="from_dtype", random_state=seed)
 
 
-def context_frame(product: np.ndarray, found: np.ndarray, kept: np.ndarray, returned: np.ndarray,
-                  n_kept: np.ndarray) -> pd.DataFrame:
+@dataclass(frozen=True)
+class FamilyRows:
+    """What one family adds to the model's rows (training rows first, then test rows)."""
+
+    product: np.ndarray  # each row's product vector as served at its order time
+    found: np.ndarray
+    kept: np.ndarray  # the user's profile just before the order
+    returned: np.ndarray
+    n_kept: np.ndarray
+
+
+def context_frame(rows: FamilyRows) -> pd.DataFrame:
     """Per order line: how its product sits against the user's profile as it stood just before.
 
     The profile (mean of the products the user kept, mean of those they sent
@@ -109,11 +119,12 @@ def context_frame(product: np.ndarray, found: np.ndarray, kept: np.ndarray, retu
     """
     def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-        return np.where((norms > 0) & found, (a * b).sum(1) / np.maximum(norms, 1e-12), np.nan)
+        return np.where((norms > 0) & rows.found, (a * b).sum(1) / np.maximum(norms, 1e-12), np.nan)
 
+    product, kept, returned = rows.product, rows.kept, rows.returned
     return pd.DataFrame({"cos_user_kept": cosine(product, kept), "cos_user_returned": cosine(product, returned),
                          "cos_user_kept_minus_returned": cosine(product, kept - returned),
-                         "user_kept_before": n_kept})
+                         "user_kept_before": rows.n_kept})
 
 
 def product_folds(train_products: pd.Series, test_products: pd.Series, seed: int,
@@ -223,7 +234,7 @@ def refresh_profiles(fs, home, orders: pd.DataFrame, views: list[str],
 
     `jobs`: processes building and writing the tables side by side (one per view).
     """
-    from prodvec.core import feast_ops
+    from prodvec.core import feast_ops  # here, not at the top: the worker processes that import this module skip Feast
 
     lines = orders[[C.USER_ID, C.ORDERED_AT, C.RETURNED, C.RETURNED_AT]]
     fit_side_by_side((delayed(_write_profile_table)(home, view, lines, *embedded[view]) for view in views), jobs)
@@ -239,11 +250,11 @@ def _design(base: pd.DataFrame, score: np.ndarray, found: np.ndarray, context: p
     return pd.concat([base, extra, context.set_index(base.index)], axis=1)
 
 
-def _vectors(product: np.ndarray, kept: np.ndarray, returned: np.ndarray) -> np.ndarray:
+def _vectors(rows: FamilyRows) -> np.ndarray:
     """[product; product ⊙ kept; product ⊙ returned]: the product, and how it lines up with the user's history."""
     unit = lambda m: m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)  # noqa: E731
-    p = unit(product)
-    return np.hstack([p, p * unit(kept), p * unit(returned)])
+    p = unit(rows.product)
+    return np.hstack([p, p * unit(rows.kept), p * unit(rows.returned)])
 
 
 def oracle_row(shop: Shop, test: pd.DataFrame) -> dict | None:
@@ -324,17 +335,6 @@ def evaluate_returns(shop: Shop, fs, views: dict[str, str], task: ReturnTask, ho
     return pd.DataFrame(rows + ([oracle] if oracle else []))
 
 
-@dataclass(frozen=True)
-class FamilyRows:
-    """What one family adds to the model's rows (training rows first, then test rows)."""
-
-    product: np.ndarray  # each row's product vector as served at its order time
-    found: np.ndarray
-    kept: np.ndarray  # the user's profile just before the order
-    returned: np.ndarray
-    n_kept: np.ndarray
-
-
 def fit_and_score(base_train: pd.DataFrame, base_test: pd.DataFrame, y_train: np.ndarray, seed: int,
                   family: FamilyRows | None = None, folds: tuple | None = None) -> np.ndarray:
     """The return model on the shop-side features (and one family's, if given): its scores of the test rows.
@@ -345,8 +345,7 @@ def fit_and_score(base_train: pd.DataFrame, base_test: pd.DataFrame, y_train: np
     x_train, x_test = base_train, base_test
     if family is not None:
         n = len(base_train)
-        context = context_frame(family.product, family.found, family.kept, family.returned, family.n_kept)
-        vectors = _vectors(family.product, family.kept, family.returned)
+        context, vectors = context_frame(family), _vectors(family)
         residual, train_fold, test_fold = folds
         s_train, s_test = content_scores(vectors[:n], residual, vectors[n:], train_fold, test_fold)
         x_train = _design(base_train, s_train, family.found[:n], context.iloc[:n])

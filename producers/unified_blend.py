@@ -92,7 +92,7 @@ def two_part_basis(centred: np.ndarray, dims: list[int], weights: list[float], c
       cosine task is made of, dominated by the modalities the validation
       sessions favoured;
     - content part (at most content_dims columns): principal axes of the
-      `complete` blocks alone (unweighted: directions several modalities
+      `complete` blocks alone (at least one; unweighted: directions several modalities
       share come first, so three text models cost one set of axes), taken
       orthogonal to the cosine axes within those blocks, times √β: what
       linear probes read, whatever the weights. With `kept_variance` the
@@ -128,8 +128,6 @@ def two_part_basis(centred: np.ndarray, dims: list[int], weights: list[float], c
     bounds = np.cumsum([0] + dims)
     scale = np.concatenate([np.full(b - a, np.sqrt(w)) for a, b, w in zip(bounds[:-1], bounds[1:], weights)])
     cosine_axes = scale[:, None] * np.linalg.svd(centred * scale, full_matrices=False)[2][:cosine_dims].T
-    if not any(complete):  # no block covers (almost) every product: all of them, as the best left
-        complete = [True] * len(dims)
     columns = np.concatenate([np.arange(a, b) for a, b, keep in zip(bounds[:-1], bounds[1:], complete) if keep])
     # Orthogonal to the cosine axes within the content columns: with equal weights both parts would otherwise
     # find the same axes, and a repeated axis is an empty direction (the gate's isotropy).
@@ -284,6 +282,7 @@ class UnifiedBlend(Producer):
             # rotation, relative to the old spread) 1.84 against 0.69 unscaled.
             first = context.store.artifacts(earlier) if earlier is not None else {}
             covered = [float(np.isin(ids[keep], parts[f].ids).mean()) if f in parts else 0.0 for f in order]
+            # No block covers (almost) every product: all of them, as the best left.
             content_from = [f for f, share in zip(order, covered) if share >= COMPLETE] or list(order)
             basis = two_part_basis(x - mean, [b.shape[1] for b in blocks], [weights[f] for f in order],
                                    weights[CONTENT], cosine_dims,
