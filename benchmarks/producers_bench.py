@@ -150,11 +150,17 @@ def _bpr(shop_dir: str, threads: str, which: str, repeat: str = "1") -> dict:
     for _ in range(int(repeat)):
         started, cpu = time.perf_counter(), time.process_time()
         if which == "implicit":
-            matrix = sparse.csr_matrix((np.ones(train.sum(), np.float32), (users[train], products[train])),
-                                       shape=(users.max() + 1, len(product_ids)))
+            # Its input from the same events the producer reads, on the clock: a producer built on implicit
+            # would derive its user-product matrix from the shop too (the pairs, 0.06 s of a 0.3 s run here,
+            # were once taken outside the clock, which compared the producer's whole job with half of
+            # implicit's).
+            pair_users, pair_products, _, pair_ids = interaction_pairs(train_shop, 1)
+            matrix = sparse.csr_matrix((np.ones(len(pair_users), np.float32), (pair_users, pair_products)),
+                                       shape=(pair_users.max() + 1, len(pair_ids)))
             model = BayesianPersonalizedRanking(factors=64, iterations=25, num_threads=int(threads), random_state=0)
             model.fit(matrix, show_progress=False)
-            vectors = model.item_factors[:, :64]
+            vectors = np.zeros((len(product_ids), 64), np.float32)
+            vectors[pd.Index(product_ids).get_indexer(pair_ids)] = model.item_factors[:, :64]
         else:
             producer = ClicksBPR(BPRConfig(threads=int(threads)))
             emb = producer.train(train_shop, TrainContext(cutoff=shop.end, progress=False))

@@ -39,10 +39,10 @@ class BPRConfig(ProducerConfig):
     # Products need this many positive interactions before the cutoff to get a vector.
     min_interactions: int = 1
     # Threads the kernel shares the rows out to (at most numba's count; the result is the same bit for bit).
-    # One by default: on two idle cores two threads were faster in most rounds but not all (default shop, 25
-    # epochs, fastest of 7 per round: two threads 0.32-0.55 s, one 0.40-0.62 s, `implicit` on two 0.22-0.28 s;
-    # `benchmarks/producers_bench.py --stage bpr workspace/shop {1,2} {producer,implicit} 7`, 2026-12-01
-    # 19:46-19:57 UTC), and with the other core busy two threads took 0.70 s against 0.48 s on one: their
+    # One by default: on two idle cores two threads were faster in 15 rounds of 25 (default shop, 25 epochs,
+    # fastest of 7 per round: two threads 0.36-0.75 s, one 0.43-0.59 s, `implicit` on two 0.26-0.44 s;
+    # `benchmarks/producers_bench.py --stage bpr workspace/shop {1,2} {producer,implicit} 7`, 2026-12-02
+    # 01:11-01:29 UTC), and with the other core busy two threads took 0.70 s against 0.48 s on one: their
     # phases wait for each other twice a batch. A family-pool worker gets one thread (NUMBA_NUM_THREADS) anyway.
     threads: int = 1
 

@@ -99,3 +99,13 @@ def test_kept_only_tables_what_is_kept_and_runs_nothing(bench, tmp_path, monkeyp
         {"wall_s": 4.0, "train_s": 3.0, "cpu_s": 2.5, "passed": True, "skipped": None, "peak_rss_mb": 1}))
     result = bench.run([10, 20], tmp_path, ["prod2vec", "text_dae"], bpr=False, kept_only=True, log=lambda m: None)
     assert [(r["stage"], r["products"]) for r in result["scale"]] == [("generate", 10), ("prod2vec", 10)]
+
+
+def test_bpr_stage_trains_both_sides_on_the_same_pairs_from_the_same_events(bench, served_home):
+    # implicit's side derives its matrix from the training events on its own clock, as the producer does;
+    # both must then see the same pairs, and each must rank held-out products above chance.
+    sides = {which: bench._bpr(str(served_home.shop_dir), "1", which) for which in ("implicit", "producer")}
+    assert sides["implicit"]["pairs"] == sides["producer"]["pairs"] > 0
+    assert sides["implicit"]["products"] == sides["producer"]["products"]
+    for result in sides.values():
+        assert result["auc"] > 0.6, result
