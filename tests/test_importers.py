@@ -310,7 +310,7 @@ def small_catalogue_source(tmp_path: Path, n: int = 600) -> Path:
             (source / "images" / f"{product_id}.jpg").write_bytes(
                 (DATA / "myntra" / "images" / f"{product_id}.jpg").read_bytes())
     else:
-        # As varied as a real catalogue's first rows: each column cycles with its own (coprime) period, so the
+        # As varied as a real catalogue's first rows: each column cycles with its own period, so the
         # rows are all different and the text has enough distinct tokens for text_dae's 64 dimensions. (With
         # 60 distinct rows repeated ten times the vectors used ~10 dimensions, and the gate rightly refused
         # them as rank-deficient.)
@@ -318,18 +318,18 @@ def small_catalogue_source(tmp_path: Path, n: int = 600) -> Path:
         colours = {"Red": (200, 40, 40), "Blue": (40, 60, 200), "Black": (20, 20, 20), "White": (240, 240, 240),
                    "Green": (40, 160, 60), "Grey": (128, 128, 128), "Yellow": (230, 210, 40)}
         brands = ["Nike", "Puma", "Titan", "Roadster", "Fastrack", "Wrogn", "Adidas", "Fossil", "Crocs"]
-        styles = [f"{word} {cut}" for word in ("Solid", "Striped", "Printed", "Slim", "Classic", "Sports", "Casual",
+        models = [f"{word} {cut}" for word in ("Solid", "Striped", "Printed", "Slim", "Classic", "Sports", "Casual",
                                                  "Analog", "Chrono", "Comfort", "Urban", "Retro", "Graphic")
                   for cut in ("Fit", "Style", "Edition")][:37]
         rows = []
         for i in range(n):
             (kind, sub), (colour, rgb) = kinds[i % 4], list(colours.items())[i % 7]
-            gender, brand, style = ["Men", "Women"][i % 2], brands[i % 9], styles[i % 37]
+            gender, brand, model = ["Men", "Women"][i % 2], brands[i % 9], models[i % 37]
             rows.append({"id": str(1000 + i), "gender": gender, "masterCategory": "Apparel",
                          "subCategory": sub, "articleType": kind, "baseColour": colour,
                          "season": ["Summer", "Winter", "Fall", "Spring"][i % 5 % 4], "year": str(2011 + i % 3),
                          "usage": ["Casual", "Sports", "Formal"][i % 11 % 3],
-                         "productDisplayName": f"{brand} {gender} {style} {colour} {kind}"})
+                         "productDisplayName": f"{brand} {gender} {model} {colour} {kind}"})
             write_jpeg(source / "images" / f"{1000 + i}.jpg", rgb)
         styles = pd.DataFrame(rows)
     styles.to_csv(source / "styles.csv", index=False)
