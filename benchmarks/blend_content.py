@@ -33,7 +33,8 @@ def main() -> None:
     args = parser.parse_args()
     from threadpoolctl import threadpool_limits
 
-    from prodvec.consumers.attributes import AttributeConfig, score_attribute
+    from prodvec.consumers.attributes import AttributeConfig, probe_features, score_attribute
+    from prodvec.consumers.evaluation import Lookup
     from prodvec.core import columns as C
     from prodvec.core.neighbours import served_ref
     from prodvec.core.shop import load_shop
@@ -58,7 +59,7 @@ def main() -> None:
     def blocks(parts: dict):
         """The centred unit-row concatenation of `parts`, and which rows have any."""
         x, present = concatenate(ids, parts, order, {f: parts[f].dim for f in order})
-        return x.astype(np.float64), present > 0
+        return x.astype(np.float64), present.any(1)
 
     frozen_parts = sources(frozen)
     x, keep = blocks(frozen_parts)
@@ -85,7 +86,8 @@ def main() -> None:
     (x_train, found_train), (x_test, found_test) = blocks(train_parts), blocks(test_parts)
 
     def macro_f1(train_vectors, train_found, test_vectors, test_found) -> float:
-        features = lambda v, f, rows: np.hstack([v * f[:, None], f[:, None]])[rows]  # noqa: E731 (as the report)
+        # The report's features; a product a basis projects without any block is zeros, as a lookup gives it.
+        features = lambda v, f, rows: probe_features(Lookup(v * f[:, None], f))[rows]  # noqa: E731
         a, b = features(train_vectors, train_found, train_rows), features(test_vectors, test_found, test_rows)
         scores = []
         for column in shop.label_columns:

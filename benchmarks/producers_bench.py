@@ -146,7 +146,7 @@ def _bpr(shop_dir: str, threads: str, which: str, repeat: str = "1") -> dict:
     # The producer's kernel runs on numba's threads (a family-pool worker sets them through NUMBA_NUM_THREADS).
     numba.set_num_threads(int(threads))
     load_kernel()
-    runs, trained = [], 0
+    runs = []
     for _ in range(int(repeat)):
         started, cpu = time.perf_counter(), time.process_time()
         if which == "implicit":
@@ -159,20 +159,19 @@ def _bpr(shop_dir: str, threads: str, which: str, repeat: str = "1") -> dict:
                                        shape=(pair_users.max() + 1, len(pair_ids)))
             model = BayesianPersonalizedRanking(factors=64, iterations=25, num_threads=int(threads), random_state=0)
             model.fit(matrix, show_progress=False)
-            trained = matrix.nnz
             vectors = np.zeros((len(product_ids), 64), np.float32)
             vectors[pd.Index(product_ids).get_indexer(pair_ids)] = model.item_factors[:, :64]
         else:
             producer = ClicksBPR(BPRConfig(threads=int(threads)))
             emb = producer.train(train_shop, TrainContext(cutoff=shop.end, progress=False))
-            trained = -1  # counted below, off the clock
             vectors = np.zeros((len(product_ids), emb.dim), np.float32)
             vectors[pd.Index(product_ids).get_indexer(emb.ids)] = emb.vectors
         runs.append((time.perf_counter() - started, time.process_time() - cpu))
     seconds, cpu = min(runs)
-    if trained < 0:  # the pairs the producer trained on: its own reading of the training events
-        trained = len(interaction_pairs(train_shop, 1)[0])
-    return {"pairs": int(train.sum()), "trained_pairs": int(trained), "products": len(product_ids), "threads": int(threads), "repeat": int(repeat),
+    # The pairs each side trained on: implicit's matrix entries; the producer's own reading of the events.
+    trained = matrix.nnz if which == "implicit" else len(interaction_pairs(train_shop, 1)[0])
+    return {"pairs": int(train.sum()), "trained_pairs": int(trained), "products": len(product_ids),
+            "threads": int(threads), "repeat": int(repeat),
             "wall_s": seconds, "cpu_s": cpu, "median_wall_s": float(np.median([r[0] for r in runs])),
             "auc": held_out_auc(vectors, users, products, train)}
 

@@ -82,8 +82,8 @@ def evaluate_attributes(ctx: EvalContext, config: AttributeConfig = AttributeCon
     pairs = [(family, column) for family in train_emb for column in columns]
     labelled = {column: (train[column].notna().to_numpy(), test[column].notna().to_numpy()) for column in columns}
     fitted = fit_side_by_side(
-        delayed(score_attribute)(_features(train_emb[family])[labelled[column][0]], train.loc[labelled[column][0], column],
-                                 _features(test_emb[family])[labelled[column][1]], test.loc[labelled[column][1], column],
+        delayed(score_attribute)(probe_features(train_emb[family])[labelled[column][0]], train.loc[labelled[column][0], column],
+                                 probe_features(test_emb[family])[labelled[column][1]], test.loc[labelled[column][1], column],
                                  config, ctx.seed)
         for family, column in pairs)
     per_attribute = [{"family": family, "attribute": column, **scores}
@@ -102,6 +102,7 @@ def evaluate_attributes(ctx: EvalContext, config: AttributeConfig = AttributeCon
                       notes=notes, extra={"macro-F1 per attribute": f1.T.rename_axis("family")})
 
 
-def _features(lookup: Lookup) -> np.ndarray:
+def probe_features(lookup: Lookup) -> np.ndarray:
+    """What the probe reads of a family's rows: the vectors and a found flag."""
     # Missing rows are zeros already; the flag lets the model tell "unknown" from "at the origin".
     return np.hstack([lookup.matrix, lookup.found[:, None].astype(np.float32)])

@@ -87,13 +87,12 @@ def concatenate(ids: np.ndarray, parts: dict[str, Embeddings], order: list[str],
     unless the block covers fewer than `impute` of the products: then its gaps are predicted from the
     blocks every product has (see `impute_blocks`).
 
-    Returns the matrix and how many modalities each product has.
+    Returns the matrix and which modalities each product has (products × modalities, bool).
     """
-    blocks, masks, present = [], [], np.zeros(len(ids), dtype=np.int32)
+    blocks, masks = [], []
     for family in order:
         if family in parts:
             rows, found = Embeddings(parts[family].ids, normalise(parts[family].vectors)).lookup(ids)
-            present += found
         else:  # a frozen modality with no snapshot at this cutoff: its mean, zero
             rows, found = np.zeros((len(ids), dims[family]), dtype=np.float32), np.zeros(len(ids), bool)
         blocks.append(rows)
@@ -102,7 +101,7 @@ def concatenate(ids: np.ndarray, parts: dict[str, Embeddings], order: list[str],
         sparse = [m for m, mask in enumerate(masks) if mask.mean() < impute]
         filled = impute_blocks(blocks, masks)
         blocks = [filled[m] if m in sparse else block for m, block in enumerate(blocks)]
-    return np.hstack(blocks), present
+    return np.hstack(blocks), np.stack(masks, axis=1)
 
 
 def impute_blocks(blocks: list[np.ndarray], found: list[np.ndarray], alpha: float = 1.0) -> list[np.ndarray]:

@@ -268,7 +268,7 @@ class UnifiedBlend(Producer):
             weights, selection = self._select(shop, context, order)
             mean = basis = None
         blocks, present = self._blocks(ids, parts, order)
-        keep = present > 0
+        keep = present.any(1)
         x = np.hstack(blocks)[keep].astype(np.float64)
         if basis is None:
             if keep.sum() <= self.config.dim:
@@ -281,9 +281,8 @@ class UnifiedBlend(Producer):
             # differ in basis already, and a different scale on top made the gate's displacement (after the best
             # rotation, relative to the old spread) 1.84 against 0.69 unscaled.
             first = context.store.artifacts(earlier) if earlier is not None else {}
-            covered = [float(np.isin(ids[keep], parts[f].ids).mean()) if f in parts else 0.0 for f in order]
             # No block covers (almost) every product: all of them, as the best left.
-            content_from = [f for f, share in zip(order, covered) if share >= COMPLETE] or list(order)
+            content_from = [f for f, share in zip(order, present[keep].mean(0)) if share >= COMPLETE] or list(order)
             basis = two_part_basis(x - mean, [b.shape[1] for b in blocks], [weights[f] for f in order],
                                    weights[CONTENT], cosine_dims,
                                    first["basis"].shape[1] - cosine_dims if first else content_dims,

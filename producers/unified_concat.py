@@ -51,7 +51,7 @@ class UnifiedConcat(Producer):
         earlier, order, dims = frozen_blocks(self, context, parts)
         ids = shop.products[C.PRODUCT_ID].to_numpy().astype(str)
         x, present = concatenate(ids, parts, order, dims)
-        keep = present > 0
+        keep = present.any(1)
         vectors = x[keep] / np.sqrt(len(order))
         self.artifacts_ = {}
         if self.config.dim:

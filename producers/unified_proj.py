@@ -115,13 +115,13 @@ class UnifiedProj(Producer):
         self.selection_ = {}
         earlier, order, dims = frozen_blocks(self, context, parts)
         x, present = concatenate(ids, parts, order, dims)
-        keep = present > 0
+        keep = present.any(1)
         if earlier is None:
             weights = self._learn_projection(shop, x[keep], ids[keep], context)
         else:
             weights = context.store.artifacts(earlier)["projection"]
         # Fewer modalities means a shorter concatenation; rescale so norms stay comparable.
-        scale = np.sqrt(len(order) / np.maximum(present[keep], 1))[:, None]
+        scale = np.sqrt(len(order) / np.maximum(present[keep].sum(1), 1))[:, None]
         vectors = (x[keep] * scale) @ weights
         self.artifacts_ = {"projection": weights}
         self.card_extras_ = {"fusion": {"modalities": order, "dims": dims, "frozen": earlier is not None,
